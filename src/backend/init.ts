@@ -1,0 +1,194 @@
+/**
+ * Backend selection: use the fastest TensorFlow.js backend that actually loads on this machine.
+ *
+ * Order tried: native GPU (`@tensorflow/tfjs-node-gpu`), native CPU (`@tensorflow/tfjs-node`),
+ * `wasm`, then the pure-JavaScript `cpu`. A candidate that fails to load (module not installed,
+ * CUDA missing, libtensorflow download failed at install time) is skipped with a one-line reason.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { createRequire } from "node:module";
+
+/** The backends jointly knows how to bring up, fastest first. */
+export const BACKEND_ORDER = ["tensorflow-gpu", "tensorflow", "wasm", "cpu"] as const;
+export type BackendName = (typeof BACKEND_ORDER)[number];
+
+/** The environment variable that forces a backend, e.g. `JOINTLY_BACKEND=cpu`. */
+export const BACKEND_ENV = "JOINTLY_BACKEND";
+
+/** What {@link initBackend} chose, and why the faster candidates were passed over. */
+export interface BackendInfo {
+  /** jointly's name for the backend. */
+  name: BackendName;
+  /** The name TensorFlow.js knows it by (`tf.getBackend()`). */
+  tfBackend: string;
+  /** True for libtensorflow-backed backends (tfjs-node, tfjs-node-gpu). */
+  native: boolean;
+  /** How the choice was made. */
+  reason: "auto" | "option" | "env";
+  /** Versions of TensorFlow.js and of the backend package. */
+  versions: { tfjs: string; backendPackage?: string; node: string };
+  /** Faster candidates that were tried and did not load, with a one-line reason each. */
+  skipped: { name: BackendName; reason: string }[];
+}
+
+/** Loads a backend's module and registers it with TensorFlow.js; throws if it cannot. */
+export type BackendLoader = () => Promise<{ packageVersion?: string } | void>;
+
+export interface InitBackendOptions {
+  /** Force one backend, or `"auto"` (default) to try them fastest first. Overrides `JOINTLY_BACKEND`. */
+  backend?: BackendName | "auto";
+  /** Print the one-line report (default true). */
+  report?: boolean;
+  /** Replace how a backend is loaded (used by tests to simulate missing or broken modules). */
+  loaders?: Partial<Record<BackendName, BackendLoader>>;
+  /** Where the report line goes (default `console.log`). */
+  log?: (line: string) => void;
+}
+
+const TF_NAME: Record<BackendName, string> = {
+  "tensorflow-gpu": "tensorflow",
+  tensorflow: "tensorflow",
+  wasm: "wasm",
+  cpu: "cpu",
+};
+
+const require = createRequire(import.meta.url);
+
+function packageVersion(pkg: string): string | undefined {
+  try {
+    return (require(`${pkg}/package.json`) as { version?: string }).version;
+  } catch {
+    return undefined;
+  }
+}
+
+async function loadNative(pkg: string): Promise<{ packageVersion?: string }> {
+  // The native packages register the "tensorflow" backend with the global engine as a side effect.
+  await import(pkg);
+  return { packageVersion: packageVersion(pkg) };
+}
+
+const DEFAULT_LOADERS: Record<BackendName, BackendLoader> = {
+  "tensorflow-gpu": () => loadNative("@tensorflow/tfjs-node-gpu"),
+  tensorflow: () => loadNative("@tensorflow/tfjs-node"),
+  wasm: async () => {
+    await import("@tensorflow/tfjs-backend-wasm");
+    return { packageVersion: packageVersion("@tensorflow/tfjs-backend-wasm") };
+  },
+  cpu: async () => ({ packageVersion: tf.version_core }),
+};
+
+/** Hooks run once a backend is set, e.g. to register faster kernels for it. */
+const readyHooks: ((info: BackendInfo) => void | Promise<void>)[] = [];
+
+/** Register a function to run after a backend is chosen (and immediately if one already is). */
+export async function onBackendReady(hook: (info: BackendInfo) => void | Promise<void>): Promise<void> {
+  readyHooks.push(hook);
+  if (current) await hook(current);
+}
+
+let current: BackendInfo | undefined;
+let pending: Promise<BackendInfo> | undefined;
+
+function oneLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  const first = text.split("\n").find((l) => l.trim() !== "") ?? text;
+  return first.length > 160 ? `${first.slice(0, 157)}...` : first;
+}
+
+function parseBackend(value: string, source: string): BackendName {
+  if ((BACKEND_ORDER as readonly string[]).includes(value)) return value as BackendName;
+  throw new Error(
+    `${source} must be one of ${BACKEND_ORDER.join(", ")} or "auto", but got "${value}".`,
+  );
+}
+
+async function tryBackend(name: BackendName, loaders: Record<BackendName, BackendLoader>) {
+  const loaded = await loaders[name]();
+  const tfName = TF_NAME[name];
+  if (tf.findBackendFactory(tfName) == null) {
+    throw new Error(`module loaded but registered no "${tfName}" backend`);
+  }
+  const ok = await tf.setBackend(tfName);
+  if (!ok) throw new Error(`tf.setBackend("${tfName}") returned false`);
+  await tf.ready();
+  return loaded ?? {};
+}
+
+/**
+ * Choose and initialise the TensorFlow.js backend. Safe to call many times: the first call decides,
+ * later calls return the same answer (pass a different `backend` to switch explicitly).
+ *
+ * @example
+ * const info = await initBackend();            // fastest that loads
+ * await initBackend({ backend: "cpu" });        // force one
+ * // or: JOINTLY_BACKEND=wasm node train.js
+ */
+export async function initBackend(options: InitBackendOptions = {}): Promise<BackendInfo> {
+  const envValue = process.env[BACKEND_ENV];
+  const requested = options.backend ?? (envValue && envValue !== "" ? envValue : "auto");
+  const reason: BackendInfo["reason"] = options.backend ? "option" : envValue ? "env" : "auto";
+  const forced = requested === "auto" ? undefined : parseBackend(requested, options.backend ? "backend option" : BACKEND_ENV);
+
+  if (current && (!forced || forced === current.name) && !options.loaders) return current;
+  if (pending && !forced && !options.loaders) return pending;
+
+  const run = async (): Promise<BackendInfo> => {
+    const loaders = { ...DEFAULT_LOADERS, ...options.loaders };
+    const candidates = forced ? [forced] : [...BACKEND_ORDER];
+    const skipped: BackendInfo["skipped"] = [];
+    for (const name of candidates) {
+      try {
+        const loaded = await tryBackend(name, loaders);
+        const info: BackendInfo = {
+          name,
+          tfBackend: TF_NAME[name],
+          native: name === "tensorflow" || name === "tensorflow-gpu",
+          reason,
+          versions: { tfjs: tf.version_core, backendPackage: loaded.packageVersion, node: process.version },
+          skipped,
+        };
+        current = info;
+        for (const hook of readyHooks) await hook(info);
+        if (options.report ?? true) (options.log ?? console.log)(describeBackend(info));
+        return info;
+      } catch (err) {
+        if (forced) {
+          throw new Error(
+            `The backend "${name}" was requested (${reason === "env" ? BACKEND_ENV : "backend option"}) but did not load: ${oneLine(err)}`,
+          );
+        }
+        skipped.push({ name, reason: oneLine(err) });
+      }
+    }
+    throw new Error(
+      `No TensorFlow.js backend loaded: ${skipped.map((s) => `${s.name}: ${s.reason}`).join("; ")}`,
+    );
+  };
+  pending = run();
+  try {
+    return await pending;
+  } finally {
+    pending = undefined;
+  }
+}
+
+/** The backend chosen so far, if any. */
+export function backendInfo(): BackendInfo | undefined {
+  return current;
+}
+
+/** Initialise the backend with defaults unless that has happened already. Library entry points call this. */
+export async function ensureBackend(): Promise<BackendInfo> {
+  return current ?? initBackend();
+}
+
+/** The one-line report: name, native or not, versions, and what was skipped. */
+export function describeBackend(info: BackendInfo): string {
+  const kind = info.native ? "native" : "not native";
+  const pkg = info.versions.backendPackage ? `, backend package ${info.versions.backendPackage}` : "";
+  const skipped = info.skipped.length
+    ? `; skipped ${info.skipped.map((s) => `${s.name} (${s.reason})`).join(", ")}`
+    : "";
+  return `jointly: TensorFlow.js backend "${info.name}" (${kind}; tfjs ${info.versions.tfjs}${pkg}; node ${info.versions.node})${skipped}`;
+}

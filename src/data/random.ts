@@ -1,0 +1,43 @@
+/**
+ * A small seeded pseudo-random generator (mulberry32): reproducible shuffles, splits and synthetic
+ * data without touching TensorFlow.js's global seed.
+ */
+export class Rng {
+  private state: number;
+
+  constructor(seed: number) {
+    if (!Number.isInteger(seed)) throw new Error(`Rng seed must be an integer, but got ${seed}.`);
+    this.state = seed >>> 0;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0;
+    let t = this.state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  /** Integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.next() * n);
+  }
+
+  /** Standard normal (Box-Muller). */
+  normal(): number {
+    const u = 1 - this.next();
+    const v = this.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  }
+
+  /** A shuffled copy of `0 .. n-1` (Fisher-Yates). */
+  permutation(n: number): number[] {
+    const p = Array.from({ length: n }, (_, i) => i);
+    for (let i = n - 1; i > 0; i--) {
+      const j = this.int(i + 1);
+      [p[i], p[j]] = [p[j] as number, p[i] as number];
+    }
+    return p;
+  }
+}

@@ -1,0 +1,1 @@
+export { mse, mae, huber, softmaxCrossEntropy, binaryCrossEntropy, maskedMean, resolveLoss, type LossFn, type LossName } from "./per-task.js";

@@ -1,0 +1,111 @@
+/**
+ * Per-task losses. Each takes labels and predictions with the same number of rows and an optional
+ * mask (1 = this row has a label for this task, 0 = missing) and returns the mean over labelled rows.
+ * A batch with no labelled rows contributes 0, not NaN.
+ */
+import * as tf from "@tensorflow/tfjs";
+
+/** (labels, predictions, mask?) => scalar loss. */
+export type LossFn = (labels: tf.Tensor, predictions: tf.Tensor, mask?: tf.Tensor) => tf.Scalar;
+
+/** Names accepted wherever a loss is expected. */
+export type LossName = "mse" | "mae" | "huber" | "softmaxCrossEntropy" | "binaryCrossEntropy";
+
+function checkRows(labels: tf.Tensor, predictions: tf.Tensor, loss: string) {
+  if (labels.shape[0] !== predictions.shape[0]) {
+    throw new Error(`${loss}: labels have ${labels.shape[0]} rows but predictions have ${predictions.shape[0]} (shapes [${labels.shape}] and [${predictions.shape}]).`);
+  }
+}
+
+/** Mean over trailing axes, giving one value per row. */
+function perRow(t: tf.Tensor): tf.Tensor1D {
+  return (t.rank <= 1 ? t : tf.mean(t, Array.from({ length: t.rank - 1 }, (_, i) => i + 1))) as tf.Tensor1D;
+}
+
+/** Mean of per-row losses over rows whose mask is 1 (all rows without a mask). */
+export function maskedMean(rowLoss: tf.Tensor1D, mask?: tf.Tensor): tf.Scalar {
+  if (!mask) return tf.mean(rowLoss);
+  if (mask.size !== rowLoss.shape[0]) {
+    throw new Error(`The mask has ${mask.size} entries but the batch has ${rowLoss.shape[0]} rows.`);
+  }
+  const m = tf.cast(tf.reshape(mask, [-1]), "float32");
+  // where() rather than multiply: a masked-out row with a NaN label must not turn the sum into NaN.
+  const kept = tf.where(tf.greater(m, 0), rowLoss, tf.zerosLike(rowLoss));
+  return tf.div(tf.sum(kept), tf.maximum(tf.sum(m), 1)) as tf.Scalar;
+}
+
+function sameShape(labels: tf.Tensor, predictions: tf.Tensor, loss: string): tf.Tensor {
+  checkRows(labels, predictions, loss);
+  if (labels.size === predictions.size && labels.shape.join() !== predictions.shape.join()) {
+    return tf.reshape(labels, predictions.shape);
+  }
+  if (labels.size !== predictions.size) {
+    throw new Error(`${loss}: labels of shape [${labels.shape}] do not match predictions of shape [${predictions.shape}].`);
+  }
+  return labels;
+}
+
+/** Mean squared error. */
+export const mse: LossFn = (labels, predictions, mask) =>
+  tf.tidy(() => maskedMean(perRow(tf.squaredDifference(sameShape(labels, predictions, "mse"), predictions)), mask));
+
+/** Mean absolute error. */
+export const mae: LossFn = (labels, predictions, mask) =>
+  tf.tidy(() => maskedMean(perRow(tf.abs(tf.sub(sameShape(labels, predictions, "mae"), predictions))), mask));
+
+/** Huber loss (smooth L1 when delta = 1): quadratic within `delta`, linear outside. */
+export function huber(delta = 1): LossFn {
+  if (!(delta > 0) || !Number.isFinite(delta)) throw new Error(`huber delta must be a positive finite number, but got ${delta}.`);
+  return (labels, predictions, mask) =>
+    tf.tidy(() => {
+      const err = tf.abs(tf.sub(sameShape(labels, predictions, "huber"), predictions));
+      const quad = tf.minimum(err, delta);
+      const lin = tf.sub(err, quad);
+      return maskedMean(perRow(tf.add(tf.mul(0.5, tf.square(quad)), tf.mul(delta, lin))), mask);
+    });
+}
+
+/**
+ * Softmax cross-entropy on logits. Labels are integer class ids `[n]` (or `[n, 1]`) or one-hot /
+ * probability rows `[n, classes]`.
+ */
+export const softmaxCrossEntropy: LossFn = (labels, logits, mask) =>
+  tf.tidy(() => {
+    checkRows(labels, logits, "softmaxCrossEntropy");
+    const classes = logits.shape[logits.rank - 1] as number;
+    const target =
+      labels.size === logits.shape[0]
+        ? tf.oneHot(tf.cast(tf.reshape(labels, [-1]), "int32"), classes)
+        : labels.shape.join() === logits.shape.join()
+          ? labels
+          : (() => {
+              throw new Error(`softmaxCrossEntropy: labels of shape [${labels.shape}] must be class ids [${logits.shape[0]}] or rows [${logits.shape}].`);
+            })();
+    const rowLoss = tf.neg(tf.sum(tf.mul(tf.cast(target, "float32"), tf.logSoftmax(logits)), -1));
+    return maskedMean(rowLoss as tf.Tensor1D, mask);
+  });
+
+/** Sigmoid (binary) cross-entropy on logits, computed stably: max(x,0) - x·z + log(1 + e^-|x|). */
+export const binaryCrossEntropy: LossFn = (labels, logits, mask) =>
+  tf.tidy(() => {
+    const z = tf.cast(sameShape(labels, logits, "binaryCrossEntropy"), "float32");
+    const x = logits;
+    const l = tf.add(tf.sub(tf.relu(x), tf.mul(x, z)), tf.log1p(tf.exp(tf.neg(tf.abs(x)))));
+    return maskedMean(perRow(l), mask);
+  });
+
+const BY_NAME: Record<LossName, LossFn> = {
+  mse,
+  mae,
+  huber: huber(1),
+  softmaxCrossEntropy,
+  binaryCrossEntropy,
+};
+
+/** A loss by name or function. */
+export function resolveLoss(loss: LossFn | LossName, owner: string): LossFn {
+  if (typeof loss === "function") return loss;
+  const fn = BY_NAME[loss];
+  if (!fn) throw new Error(`${owner}: unknown loss "${String(loss)}"; use one of ${Object.keys(BY_NAME).join(", ")} or a function.`);
+  return fn;
+}
