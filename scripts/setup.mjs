@@ -1,0 +1,227 @@
+#!/usr/bin/env node
+// @ts-check
+/**
+ * Bring this machine up to date for jointly, idempotently: Node dependencies, the compiled library,
+ * Jupyter (nbconvert, nbclient, a notebook server), and the tslab kernel registered in a
+ * project-local Jupyter data folder. Quick when nothing is missing.
+ *
+ * Plain JavaScript with no dependencies on purpose: it runs before `npm install` has.
+ *
+ *   node scripts/setup.mjs               what the cookbook and `npm run lab` need
+ *   node scripts/setup.mjs --for-tests   also what the tests need (Chromium for the report check)
+ *   --json                               print a JSON summary of what was done (used by the tests)
+ *
+ * Environment: JOINTLY_PYTHON picks the Python that has (or gets) Jupyter;
+ * JOINTLY_CHROMIUM the Chromium binary for the browser tests.
+ */
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+/** Project-local Jupyter data folder; point JUPYTER_PATH at it. */
+export const JUPYTER_DATA = join(ROOT, ".jupyter", "share", "jupyter");
+export const SETUP_FILE = join(ROOT, "build", "setup.json");
+
+const APT_JUPYTER = ["jupyter-nbconvert", "jupyter-notebook", "python3-ipykernel", "python3-nbclient", "jupyter-client"];
+const PIP_JUPYTER = ["nbconvert", "nbclient", "jupyter_client", "ipykernel", "notebook"];
+// What the cookbook and the kernel install need from Python; IPython is used by tslab's installer.
+const PY_MODULES = ["nbconvert", "nbclient", "jupyter_client", "IPython", "nbformat"];
+
+const args = new Set(process.argv.slice(2));
+const forTests = args.has("--for-tests");
+const asJSON = args.has("--json");
+
+/** @type {{step: string, action: "ok" | "installed" | "updated", detail: string, ms: number}[]} */
+const steps = [];
+
+function log(line) {
+  if (!asJSON) console.log(line);
+}
+
+/**
+ * @param {string} cmd
+ * @param {string[]} argv
+ * @param {{cwd?: string, quiet?: boolean, env?: NodeJS.ProcessEnv}} [opts]
+ */
+function run(cmd, argv, opts = {}) {
+  const res = spawnSync(cmd, argv, {
+    cwd: opts.cwd ?? ROOT,
+    stdio: opts.quiet || asJSON ? ["ignore", "pipe", "pipe"] : ["ignore", "inherit", "inherit"],
+    env: opts.env ?? process.env,
+    encoding: "utf8",
+  });
+  if (res.error) throw new Error(`Could not run ${cmd}: ${res.error.message}`);
+  if (res.status !== 0) {
+    const out = `${res.stdout ?? ""}${res.stderr ?? ""}`.trim().split("\n").slice(-15).join("\n");
+    throw new Error(`${cmd} ${argv.join(" ")} failed with exit code ${res.status}${out ? `:\n${out}` : ""}`);
+  }
+  return res.stdout ?? "";
+}
+
+/** @param {string} cmd */
+function has(cmd) {
+  return spawnSync("sh", ["-c", `command -v ${cmd}`], { stdio: "ignore" }).status === 0;
+}
+
+/**
+ * @param {string} name
+ * @param {() => {action: "ok" | "installed" | "updated", detail: string}} fn
+ */
+function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    const { action, detail } = fn();
+    const ms = Date.now() - t0;
+    steps.push({ step: name, action, detail, ms });
+    log(`${action === "ok" ? "✓" : "+"} ${name}: ${detail}${action === "ok" ? "" : ` (${(ms / 1000).toFixed(1)} s)`}`);
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    if (asJSON) console.log(JSON.stringify({ ok: false, step: name, error: message, steps }));
+    else console.error(`✗ ${name}: ${message}`);
+    process.exit(1);
+  }
+}
+
+const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+let aptUpdated = false;
+
+/** @param {string[]} packages */
+function aptInstall(packages) {
+  if (!aptUpdated) {
+    run("apt-get", ["update", "-q"], { quiet: true });
+    aptUpdated = true;
+  }
+  run("apt-get", ["install", "-y", "-q", "--no-install-recommends", ...packages], {
+    quiet: true,
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  });
+}
+
+function hashFiles(/** @type {string[]} */ files) {
+  const h = createHash("sha256");
+  for (const f of files) h.update(existsSync(f) ? readFileSync(f) : "");
+  return h.digest("hex");
+}
+
+// 1. Node dependencies: reinstalled only when package.json or the lock file changed.
+step("node dependencies", () => {
+  const stamp = join(ROOT, "node_modules", ".jointly-stamp");
+  const inputs = [join(ROOT, "package.json"), join(ROOT, "package-lock.json")];
+  if (existsSync(stamp) && readFileSync(stamp, "utf8") === hashFiles(inputs) && existsSync(join(ROOT, "node_modules", ".bin", "tslab"))) {
+    return { action: "ok", detail: "up to date" };
+  }
+  run("npm", ["install", "--no-audit", "--no-fund"], { quiet: true });
+  writeFileSync(stamp, hashFiles(inputs));
+  return { action: "installed", detail: "npm install" };
+});
+
+// 2. `import ... from "jointly"` in notebooks: node_modules/jointly points at this package.
+step("self link", () => {
+  const link = join(ROOT, "node_modules", "jointly");
+  let current;
+  try {
+    current = lstatSync(link).isSymbolicLink() ? readlinkSync(link) : "(not a link)";
+  } catch {
+    current = undefined;
+  }
+  if (current === "..") return { action: "ok", detail: "node_modules/jointly -> .." };
+  if (current !== undefined) rmSync(link, { recursive: true, force: true });
+  symlinkSync("..", link, "dir");
+  return { action: current ? "updated" : "installed", detail: "node_modules/jointly -> .." };
+});
+
+// 3. The compiled library (dist/), rebuilt when any source file is newer than the last build.
+step("library build", () => {
+  const stamp = join(ROOT, "dist", ".build-stamp");
+  const newest = (/** @type {string} */ dir) => {
+    let t = 0;
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+    }
+    return t;
+  };
+  const srcTime = Math.max(newest(join(ROOT, "src")), statSync(join(ROOT, "tsconfig.json")).mtimeMs);
+  if (existsSync(stamp) && statSync(stamp).mtimeMs >= srcTime && existsSync(join(ROOT, "dist", "index.js"))) {
+    return { action: "ok", detail: "dist/ is newer than src/" };
+  }
+  run(join(ROOT, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.json"], { quiet: true });
+  writeFileSync(stamp, new Date().toISOString());
+  return { action: "updated", detail: "tsc -p tsconfig.json" };
+});
+
+/** @param {string} python */
+function pythonHasJupyter(python) {
+  const code = `import ${PY_MODULES.join(", ")}`;
+  return spawnSync(python, ["-c", code], { stdio: "ignore" }).status === 0;
+}
+
+function findPython() {
+  const candidates = [process.env.JOINTLY_PYTHON, "/usr/bin/python3", "python3", "python"].filter(Boolean);
+  return candidates.find((p) => pythonHasJupyter(/** @type {string} */ (p)));
+}
+
+// 4. Jupyter: Debian's packages when root with apt, else pip, else a clear message.
+/** @type {string | undefined} */
+let python;
+step("jupyter", () => {
+  python = findPython();
+  if (python) return { action: "ok", detail: `${python} has ${PY_MODULES.join(", ")}` };
+  if (isRoot && has("apt-get")) {
+    aptInstall(APT_JUPYTER);
+    python = findPython();
+    if (python) return { action: "installed", detail: `apt-get install ${APT_JUPYTER.join(" ")}` };
+  }
+  const pip = [process.env.JOINTLY_PYTHON, "python3"].find(
+    (p) => p && spawnSync(p, ["-m", "pip", "--version"], { stdio: "ignore" }).status === 0,
+  );
+  if (pip) {
+    run(pip, ["-m", "pip", "install", "--user", ...PIP_JUPYTER], { quiet: true });
+    python = findPython();
+    if (python) return { action: "installed", detail: `${pip} -m pip install --user ${PIP_JUPYTER.join(" ")}` };
+  }
+  throw new Error(
+    "No Python with Jupyter was found and none could be installed. Install one of:\n" +
+      `  sudo apt-get install ${APT_JUPYTER.join(" ")}\n` +
+      `  python3 -m pip install ${PIP_JUPYTER.join(" ")}   (or: pip install jupyterlab)\n` +
+      "then run this command again (set JOINTLY_PYTHON=/path/to/python if it is not python3).",
+  );
+});
+
+// 5. The tslab kernel, registered under .jupyter/ (never the user's global kernels), pointing at
+//    this project's own tslab binary and the Python found above.
+step("tslab kernel", () => {
+  const binary = join(ROOT, "node_modules", ".bin", "tslab");
+  const spec = join(JUPYTER_DATA, "kernels", "tslab", "kernel.json");
+  try {
+    const argv = JSON.parse(readFileSync(spec, "utf8")).argv;
+    if (Array.isArray(argv) && argv[0] === binary) return { action: "ok", detail: relative(ROOT, spec) };
+  } catch {
+    // missing or unreadable: (re)install below
+  }
+  run(binary, ["install", `--python=${python}`, `--binary=${binary}`, `--prefix=${join(ROOT, ".jupyter")}`], { quiet: true });
+  if (!existsSync(spec)) throw new Error(`tslab install ran but ${spec} was not written.`);
+  return { action: "installed", detail: relative(ROOT, spec) };
+});
+
+// 6. For the tests: a Chromium to open the HTML report in.
+if (forTests) {
+  step("chromium", () => {
+    const candidates = [process.env.JOINTLY_CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser"].filter(Boolean);
+    const found = candidates.find((c) => existsSync(/** @type {string} */ (c)));
+    if (found) return { action: "ok", detail: /** @type {string} */ (found) };
+    if (isRoot && has("apt-get")) {
+      aptInstall(["chromium"]);
+      if (existsSync("/usr/bin/chromium")) return { action: "installed", detail: "apt-get install chromium" };
+    }
+    throw new Error("The report test needs Chromium: install Debian's 'chromium' package, or set JOINTLY_CHROMIUM to a Chromium binary.");
+  });
+}
+
+mkdirSync(dirname(SETUP_FILE), { recursive: true });
+const summary = { ok: true, python, jupyterPath: JUPYTER_DATA, kernel: "tslab", steps };
+writeFileSync(SETUP_FILE, JSON.stringify(summary, null, 2));
+if (asJSON) console.log(JSON.stringify(summary));

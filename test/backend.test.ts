@@ -1,0 +1,99 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import * as tf from "@tensorflow/tfjs";
+import { initBackend, describeBackend, BACKEND_ENV } from "../src/backend/init.js";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const quiet = { report: false } as const;
+
+/** Run a snippet in a fresh Node process (backend choice is per process) and return its stdout. */
+function inFreshProcess(code: string, env: Record<string, string> = {}) {
+  const res = spawnSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", code], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    encoding: "utf8",
+  });
+  return { status: res.status, stdout: res.stdout, stderr: res.stderr };
+}
+
+test("auto: skips the native backends that are not installed here and settles on wasm", () => {
+  const r = inFreshProcess(
+    `import { initBackend } from "./src/backend/init.ts"; const i = await initBackend({ report: false }); console.log(JSON.stringify(i));`,
+    { [BACKEND_ENV]: "" },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const info = JSON.parse(r.stdout.trim().split("\n").pop() as string);
+  assert.equal(info.name, "wasm");
+  assert.equal(info.native, false);
+  assert.deepEqual(info.skipped.map((s: { name: string }) => s.name), ["tensorflow-gpu", "tensorflow"]);
+  for (const s of info.skipped) assert.match(s.reason, /Cannot find (package|module)/);
+});
+
+test("the environment variable forces a backend, and an unknown value is a clear error", () => {
+  const ok = inFreshProcess(
+    `import { initBackend } from "./src/backend/init.ts"; import * as tf from "@tensorflow/tfjs"; const i = await initBackend({ report: false }); console.log(i.name, i.reason, tf.getBackend());`,
+    { [BACKEND_ENV]: "cpu" },
+  );
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(ok.stdout.trim(), "cpu env cpu");
+  const bad = inFreshProcess(`import { initBackend } from "./src/backend/init.ts"; await initBackend({ report: false });`, { [BACKEND_ENV]: "tpu" });
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /JOINTLY_BACKEND must be one of tensorflow-gpu, tensorflow, wasm, cpu or "auto", but got "tpu"/);
+});
+
+test("a backend module that is missing or throws on load is skipped with a one-line reason", async () => {
+  const info = await initBackend({
+    ...quiet,
+    backend: "auto",
+    loaders: {
+      "tensorflow-gpu": async () => {
+        throw new Error("libcudart.so.11.0: cannot open shared object file\nsecond line of a long trace");
+      },
+      tensorflow: async () => {
+        await import("jointly-no-such-module-" + "x");
+      },
+      wasm: async () => {
+        throw new Error("wasm disabled for this test");
+      },
+    },
+  });
+  assert.equal(info.name, "cpu");
+  assert.equal(tf.getBackend(), "cpu");
+  assert.deepEqual(info.skipped, [
+    { name: "tensorflow-gpu", reason: "libcudart.so.11.0: cannot open shared object file" },
+    { name: "tensorflow", reason: info.skipped[1]?.reason },
+    { name: "wasm", reason: "wasm disabled for this test" },
+  ]);
+  assert.match(info.skipped[1]?.reason ?? "", /Cannot find (package|module) 'jointly-no-such-module-x'/);
+  const line = describeBackend(info);
+  assert.match(line, /backend "cpu" \(not native/);
+  assert.match(line, /skipped tensorflow-gpu \(libcudart/);
+});
+
+test("a loader that loads but registers no backend is skipped, not trusted", async () => {
+  const info = await initBackend({ ...quiet, loaders: { "tensorflow-gpu": async () => {}, tensorflow: async () => {} } });
+  // "tensorflow" is not registered in this process, so both native candidates fall through.
+  assert.equal(info.skipped[0]?.reason, 'module loaded but registered no "tensorflow" backend');
+  assert.equal(info.name, "wasm");
+  assert.equal(tf.getBackend(), "wasm");
+});
+
+test("forcing a backend that cannot load is an error naming it, not a silent fallback", async () => {
+  await assert.rejects(
+    initBackend({ ...quiet, backend: "tensorflow-gpu" }),
+    /The backend "tensorflow-gpu" was requested \(backend option\) but did not load: Cannot find/,
+  );
+});
+
+test("the report is printed once per choice, with name, kind and versions", async () => {
+  const lines: string[] = [];
+  const info = await initBackend({ backend: "cpu", log: (l) => lines.push(l) });
+  assert.equal(lines.length, 1);
+  assert.match(lines[0] as string, new RegExp(`backend "cpu" \\(not native; tfjs ${tf.version_core}`));
+  assert.equal(info.reason, "option");
+  const again = await initBackend({ backend: "cpu", log: (l) => lines.push(l) });
+  assert.equal(again, info);
+  assert.equal(lines.length, 1);
+});
