@@ -29,6 +29,8 @@ export interface BackendInfo {
   versions: { tfjs: string; backendPackage?: string; node: string };
   /** Faster candidates that were tried and did not load, with a one-line reason each. */
   skipped: { name: BackendName; reason: string }[];
+  /** Kernel overrides jointly registered for this backend (e.g. `"wasm-matmul"`). */
+  fastPaths: string[];
 }
 
 /** Loads a backend's module and registers it with TensorFlow.js; throws if it cannot. */
@@ -43,6 +45,27 @@ export interface InitBackendOptions {
   loaders?: Partial<Record<BackendName, BackendLoader>>;
   /** Where the report line goes (default `console.log`). */
   log?: (line: string) => void;
+  /**
+   * Register jointly's faster kernels for the chosen backend (default true; `JOINTLY_FAST_PATHS=0`
+   * turns them off). On wasm: matrix products that always take the XNNPACK path.
+   */
+  fastPaths?: boolean;
+}
+
+/** The environment variable that turns the kernel overrides off (`JOINTLY_FAST_PATHS=0`). */
+export const FAST_PATHS_ENV = "JOINTLY_FAST_PATHS";
+
+let restoreFastPaths: (() => void) | undefined;
+
+/** Register (or remove) the kernel overrides for the backend just chosen; returns their names. */
+async function applyFastPaths(name: BackendName, enabled: boolean): Promise<string[]> {
+  restoreFastPaths?.();
+  restoreFastPaths = undefined;
+  if (!enabled || name !== "wasm") return [];
+  const { registerFastWasmMatMul } = await import("./wasm-matmul.js");
+  const handle = registerFastWasmMatMul();
+  restoreFastPaths = () => handle.restore();
+  return ["wasm-matmul"];
 }
 
 const TF_NAME: Record<BackendName, string> = {
@@ -140,6 +163,8 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
     for (const name of candidates) {
       try {
         const loaded = await tryBackend(name, loaders);
+        const fastEnv = process.env[FAST_PATHS_ENV];
+        const fastPaths = await applyFastPaths(name, options.fastPaths ?? !(fastEnv === "0" || fastEnv === "false"));
         const info: BackendInfo = {
           name,
           tfBackend: TF_NAME[name],
@@ -147,6 +172,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
           reason,
           versions: { tfjs: tf.version_core, backendPackage: loaded.packageVersion, node: process.version },
           skipped,
+          fastPaths,
         };
         current = info;
         for (const hook of readyHooks) await hook(info);
@@ -187,8 +213,9 @@ export async function ensureBackend(): Promise<BackendInfo> {
 export function describeBackend(info: BackendInfo): string {
   const kind = info.native ? "native" : "not native";
   const pkg = info.versions.backendPackage ? `, backend package ${info.versions.backendPackage}` : "";
+  const fast = info.fastPaths.length ? `; fast paths: ${info.fastPaths.join(", ")}` : "";
   const skipped = info.skipped.length
     ? `; skipped ${info.skipped.map((s) => `${s.name} (${s.reason})`).join(", ")}`
     : "";
-  return `jointly: TensorFlow.js backend "${info.name}" (${kind}; tfjs ${info.versions.tfjs}${pkg}; node ${info.versions.node})${skipped}`;
+  return `jointly: TensorFlow.js backend "${info.name}" (${kind}; tfjs ${info.versions.tfjs}${pkg}; node ${info.versions.node}${fast})${skipped}`;
 }
