@@ -7,8 +7,12 @@ export * from "./backend/init.js";
 export * from "./charts/index.js";
 export * from "./notebook/figures.js";
 export * from "./losses/index.js";
+export * from "./layers/index.js";
 export * from "./train/index.js";
 export * from "./data/index.js";
 /** Gradient aggregators (MGDA, PCGrad, CAGrad, UPGrad, ...) as pure functions of the per-task gradient matrix. */
 export * as aggregation from "./aggregation/index.js";
 export { aggregate, aggregators, aggregatorNames, type AggregatorName, type Aggregation } from "./aggregation/index.js";
+/** Dynamic loss weightings (GradNorm, uncertainty, DWA, RLW, GLS, IMTL-L, STCH, FAMO, DB-MTL) over per-task loss values. */
+export * as weighting from "./weighting/index.js";
+export { createWeighting, weightingNames, weightingRequirements } from "./weighting/index.js";

@@ -2,14 +2,21 @@ import * as tf from "@tensorflow/tfjs";
 import { batchRows, trainable, uniqueVariables, type Inputs, type Trainable } from "./model.js";
 import { checkLabels, checkWeight, resolveTasks, type ResolvedTask, type Task } from "./tasks.js";
 import { computeMetric } from "./metrics.js";
+import { OptimizerGroups } from "./optimizer-groups.js";
 
 export interface JointTrainerOptions {
   /** A Layers model, several keyed by name, or a hand-made {@link Trainable}. */
   model: Trainable | tf.LayersModel | Record<string, tf.LayersModel>;
   tasks: Task[];
-  optimizer: tf.Optimizer;
+  /**
+   * One optimizer for every variable, or {@link OptimizerGroups}: an optimizer (and schedule) per
+   * variable group, covering each trained variable exactly once (e.g. the trunk and each head).
+   */
+  optimizer: tf.Optimizer | OptimizerGroups;
   /** Train only these variables (default: all of the model's trainable variables). */
   variables?: tf.Variable[];
+  /** An extra term added to the minimised total at each step, e.g. `() => l2(kernels, 1e-4)`; reported as `penalty`. */
+  penalty?: () => tf.Scalar;
 }
 
 /** What one joint step did. */
@@ -18,8 +25,10 @@ export interface StepResult {
   step: number;
   /** Unweighted loss of each task on this batch. */
   losses: Record<string, number>;
-  /** The combined (weighted) loss that was minimised. */
+  /** The combined (weighted) loss that was minimised, penalty included. */
   total: number;
+  /** The value of the `penalty` term, when the trainer has one. */
+  penalty?: number;
 }
 
 /** Loss and metrics of each task on a data set. */
@@ -33,7 +42,11 @@ export type Evaluation = Record<string, { loss: number } & Record<string, number
 export class JointTrainer {
   readonly model: Trainable;
   readonly tasks: ResolvedTask[];
-  readonly optimizer: tf.Optimizer;
+  /** The optimizer or groups given in the options. */
+  readonly optimizer: tf.Optimizer | OptimizerGroups;
+  /** The groups that apply the updates (one group "all" when a single optimizer was given). */
+  readonly groups: OptimizerGroups;
+  private readonly penalty?: () => tf.Scalar;
   private readonly vars: tf.Variable[];
   private steps = 0;
   private readonly lastFinite = new Map<string, { value: number; step: number }>();
@@ -44,6 +57,20 @@ export class JointTrainer {
     this.optimizer = options.optimizer;
     this.vars = uniqueVariables(options.variables ?? this.model.variables());
     if (this.vars.length === 0) throw new Error("JointTrainer: the variable set is empty; there is nothing to train.");
+    const opt = options.optimizer;
+    if (!(opt instanceof tf.Optimizer) && !(opt instanceof OptimizerGroups)) {
+      throw new Error(`JointTrainer: optimizer must be a tf.Optimizer or optimizerGroups(...), but got ${String(opt)}.`);
+    }
+    this.groups = (opt instanceof OptimizerGroups ? opt : new OptimizerGroups({ all: { variables: this.vars, optimizer: opt } })).bind(this.vars);
+    if (options.penalty !== undefined && typeof options.penalty !== "function") {
+      throw new Error(`JointTrainer: penalty must be a function returning a scalar, but got ${String(options.penalty)}.`);
+    }
+    this.penalty = options.penalty;
+  }
+
+  /** Current learning rate of each optimizer group ("all" for a single optimizer). */
+  learningRates(): Record<string, number> {
+    return this.groups.learningRates();
   }
 
   /** Number of steps taken. */
@@ -92,16 +119,24 @@ export class JointTrainer {
     const stepNo = this.steps + 1;
     const weights = tf.tensor1d(this.tasks.map((t) => t.weight));
     let lossVec: tf.Tensor1D | undefined;
+    let penaltyT: tf.Scalar | undefined;
     const { value, grads } = tf.variableGrads(() => {
       const l = this.taskLosses(inputs, labels, masks, true);
       lossVec = tf.keep(l);
-      return tf.sum(tf.mul(l, weights)) as tf.Scalar;
+      const weighted = tf.sum(tf.mul(l, weights)) as tf.Scalar;
+      if (!this.penalty) return weighted;
+      const p = this.penalty();
+      if (!(p instanceof tf.Tensor) || p.rank !== 0) throw new Error(`JointTrainer: penalty() must return a scalar tensor, but returned ${p instanceof tf.Tensor ? `shape [${p.shape}]` : String(p)}.`);
+      penaltyT = tf.keep(p);
+      return tf.add(weighted, p) as tf.Scalar;
     }, this.vars);
     weights.dispose();
     const values = lossVec!.dataSync();
     const total = value.dataSync()[0] as number;
+    const penalty = penaltyT ? (penaltyT.dataSync()[0] as number) : undefined;
     lossVec!.dispose();
     value.dispose();
+    penaltyT?.dispose();
     const losses: Record<string, number> = {};
     this.tasks.forEach((t, i) => {
       const v = values[i] as number;
@@ -116,11 +151,18 @@ export class JointTrainer {
       }
       losses[t.name] = v;
     });
-    this.optimizer.applyGradients(grads);
-    tf.dispose(grads);
+    if (penalty !== undefined && !Number.isFinite(penalty)) {
+      tf.dispose(grads);
+      throw new Error(`JointTrainer: the penalty is ${penalty} at step ${stepNo}; no update was applied.`);
+    }
+    try {
+      this.groups.apply(grads);
+    } finally {
+      tf.dispose(grads);
+    }
     this.steps = stepNo;
     for (const [name, v] of Object.entries(losses)) this.lastFinite.set(name, { value: v, step: stepNo });
-    return { step: stepNo, losses, total };
+    return penalty === undefined ? { step: stepNo, losses, total } : { step: stepNo, losses, total, penalty };
   }
 
   /** Loss and metrics of each task on a whole data set (one forward pass), without training. */
