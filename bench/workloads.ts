@@ -1,0 +1,491 @@
+/**
+ * The six benchmark workloads of `npm run bench`, each in the forms that are timed:
+ *
+ * - `jointly`: the library's way (JointTrainer), where the library has an API for it;
+ * - `raw`: a hand-written TensorFlow.js loop (`tf.variableGrads` + `optimizer.applyGradients`);
+ * - `ensemble` (W6 only): 64 models as stacked weights and rank-3 `tf.matMul`s, one Adam.
+ *
+ * Every form of a workload starts from the same weights and data (drawn from fixed seeds here, not
+ * from the layers' own initialisers), so their first-step losses agree and timings compare like with
+ * like. A step is forward, backward, optimizer update and reading the loss back as a number; `step()`
+ * returns the losses it read.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { JointTrainer } from "../src/train/joint-trainer.js";
+import { trainable } from "../src/train/model.js";
+import { TableEmbedding } from "../src/layers/embedding.js";
+
+export type WorkloadId = "W1" | "W2" | "W3" | "W4" | "W5" | "W6";
+export const WORKLOAD_IDS: WorkloadId[] = ["W1", "W2", "W3", "W4", "W5", "W6"];
+
+/** One way of training a workload: `step()` runs one training step and returns the losses read back. */
+export interface Runner {
+  step(): number[];
+  dispose(): void;
+}
+
+export type Form = "jointly" | "raw" | "ensemble";
+
+export interface WorkloadDef {
+  id: WorkloadId;
+  title: string;
+  /** Forms available; `jointly` is absent where the library has no API for the workload yet. */
+  forms: Form[];
+  /** Build one form. `batch` overrides the defined batch size (the tests use tiny batches). */
+  make(form: Form, opts?: { batch?: number }): Runner;
+}
+
+const LR = 1e-3;
+
+// ---------------------------------------------------------------------------------------------
+// Shared helpers: seeded weights and data, a raw step, losses written out with plain ops.
+
+let uid = 0;
+/** A name no other layer in this process has (layer and variable names must not collide). */
+const fresh = (stem: string): string => `bench_${stem}_${++uid}`;
+
+/** Glorot-uniform kernel and zero bias from a seed: the same values for every form. */
+function denseInit(fanIn: number, fanOut: number, seed: number): [tf.Tensor2D, tf.Tensor1D] {
+  const limit = Math.sqrt(6 / (fanIn + fanOut));
+  return [tf.randomUniform([fanIn, fanOut], -limit, limit, "float32", seed) as tf.Tensor2D, tf.zeros([fanOut]) as tf.Tensor1D];
+}
+
+function tableInit(rows: number, cols: number, seed: number): tf.Tensor2D {
+  return tf.randomUniform([rows, cols], -0.05, 0.05, "float32", seed) as tf.Tensor2D;
+}
+
+/** Copy seeded values into a built layer, then free them. */
+function setLayer(layer: tf.layers.Layer, values: tf.Tensor[]): void {
+  layer.setWeights(values);
+  tf.dispose(values);
+}
+
+/** Raw trainable dense parameters. */
+interface DenseVars {
+  k: tf.Variable;
+  b: tf.Variable;
+}
+function denseVars(fanIn: number, fanOut: number, seed: number): DenseVars {
+  const [k, b] = denseInit(fanIn, fanOut, seed);
+  const out = { k: tf.variable(k), b: tf.variable(b) };
+  tf.dispose([k, b]);
+  return out;
+}
+const varsOf = (...ds: DenseVars[]): tf.Variable[] => ds.flatMap((d) => [d.k, d.b]);
+function applyDense(x: tf.Tensor, d: DenseVars, relu: boolean): tf.Tensor2D {
+  return tf.fused.matMul({ a: x as tf.Tensor2D, b: d.k as tf.Tensor2D, bias: d.b, activation: relu ? "relu" : "linear" }) as tf.Tensor2D;
+}
+
+const meanSq = (pred: tf.Tensor, y: tf.Tensor): tf.Scalar => tf.mean(tf.squaredDifference(pred, y));
+/** Softmax cross-entropy against one-hot rows, mean over rows. */
+const softmaxCE = (oneHot: tf.Tensor, logits: tf.Tensor): tf.Scalar => tf.neg(tf.mean(tf.sum(tf.mul(oneHot, tf.logSoftmax(logits)), -1))) as tf.Scalar;
+/** Sigmoid cross-entropy on logits, the stable form max(x,0) - x z + log(1 + exp(-|x|)), mean. */
+const sigmoidCE = (z: tf.Tensor, x: tf.Tensor): tf.Scalar =>
+  tf.mean(tf.add(tf.sub(tf.relu(x), tf.mul(x, z)), tf.log1p(tf.exp(tf.neg(tf.abs(x))))));
+
+/** One raw step: gradients of `f` for `vars`, applied by `opt`; the loss read back as a number. */
+function rawStep(f: () => tf.Scalar, vars: tf.Variable[], opt: tf.Optimizer): number {
+  const { value, grads } = tf.variableGrads(f, vars);
+  opt.applyGradients(grads);
+  const loss = value.dataSync()[0] as number;
+  tf.dispose(grads);
+  value.dispose();
+  return loss;
+}
+
+/**
+ * Rows of a table by id, differentiable on wasm: `tf.gather`'s own gradient needs the
+ * UnsortedSegmentSum kernel, which tfjs-wasm lacks, so the gradient is scattered back by hand
+ * (`scatterND` adds the rows of ids that repeat).
+ */
+function lookup(table: tf.Tensor2D, ids: tf.Tensor1D): tf.Tensor2D {
+  const [rows, cols] = table.shape;
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const t = args[0] as tf.Tensor2D;
+    const i = args[1] as tf.Tensor1D;
+    const save = args[2] as tf.GradSaveFunc;
+    save([i]);
+    return {
+      value: tf.gather(t, i),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const idx = saved[0] as tf.Tensor1D;
+        return [tf.scatterND(tf.expandDims(idx, 1), dy as tf.Tensor2D, [rows, cols]), tf.zerosLike(idx)];
+      },
+    };
+  });
+  return op(table, ids) as tf.Tensor2D;
+}
+
+function disposeAll(...things: (tf.Tensor | tf.Tensor[] | tf.Optimizer | tf.LayersModel | undefined)[]): void {
+  for (const t of things) {
+    if (t === undefined) continue;
+    if (t instanceof tf.Optimizer) t.dispose();
+    else if (t instanceof tf.LayersModel) t.dispose();
+    else tf.dispose(t);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// W1 / W2: two-head MLP. Seeds: kernels 11..14, x 21, class labels 22, regression targets 23.
+
+function twoHeadData(batch: number) {
+  const x = tf.randomNormal([batch, 32], 0, 1, "float32", 21);
+  const labels = tf.randomUniform([batch], 0, 2, "int32", 22) as tf.Tensor1D;
+  const yReg = tf.randomNormal([batch, 1], 0, 1, "float32", 23);
+  return { x, labels, yReg };
+}
+
+function twoHead(id: "W1" | "W2", width: number, batchDefault: number): WorkloadDef {
+  return {
+    id,
+    title: `two-head MLP 32-${width}-${width}, batch ${batchDefault}`,
+    forms: ["jointly", "raw"],
+    make(form, opts = {}) {
+      const batch = opts.batch ?? batchDefault;
+      const { x, labels, yReg } = twoHeadData(batch);
+      if (form === "jointly") {
+        const input = tf.input({ shape: [32] });
+        const l1 = tf.layers.dense({ units: width, activation: "relu", name: fresh("h1") });
+        const l2 = tf.layers.dense({ units: width, activation: "relu", name: fresh("h2") });
+        const lc = tf.layers.dense({ units: 2, name: fresh("cls") });
+        const lr = tf.layers.dense({ units: 1, name: fresh("reg") });
+        const h = l2.apply(l1.apply(input)) as tf.SymbolicTensor;
+        const model = tf.model({ inputs: input, outputs: [lc.apply(h) as tf.SymbolicTensor, lr.apply(h) as tf.SymbolicTensor] });
+        setLayer(l1, denseInit(32, width, 11));
+        setLayer(l2, denseInit(width, width, 12));
+        setLayer(lc, denseInit(width, 2, 13));
+        setLayer(lr, denseInit(width, 1, 14));
+        const [outCls, outReg] = model.outputNames as [string, string];
+        const opt = tf.train.adam(LR);
+        const trainer = new JointTrainer({
+          model,
+          tasks: [
+            { name: "cls", output: outCls, loss: "softmaxCrossEntropy", weight: 0.7 },
+            { name: "reg", output: outReg, loss: "mse", weight: 0.3 },
+          ],
+          optimizer: opt,
+        });
+        return {
+          step: () => [trainer.step(x, { cls: labels, reg: yReg }).total],
+          dispose: () => disposeAll(x, labels, yReg, opt, model),
+        };
+      }
+      if (form !== "raw") throw new Error(`${id} has no ${form} form`);
+      const d1 = denseVars(32, width, 11);
+      const d2 = denseVars(width, width, 12);
+      const dc = denseVars(width, 2, 13);
+      const dr = denseVars(width, 1, 14);
+      const vars = varsOf(d1, d2, dc, dr);
+      const oneHot = tf.oneHot(labels, 2);
+      const opt = tf.train.adam(LR);
+      const loss = (): tf.Scalar => {
+        const h = applyDense(applyDense(x, d1, true), d2, true);
+        const ce = softmaxCE(oneHot, applyDense(h, dc, false));
+        const se = meanSq(applyDense(h, dr, false), yReg);
+        return tf.add(tf.mul(0.7, ce), tf.mul(0.3, se));
+      };
+      return {
+        step: () => [rawStep(loss, vars, opt)],
+        dispose: () => disposeAll(x, labels, yReg, oneHot, vars, opt),
+      };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// W3: user/item tables shared by two models. Seeds: tables 31, 32; A 33, 34; B 35, 36; data 41..45.
+
+const USERS = 10000;
+const ITEMS = 5000;
+const EMB = 64;
+const CTX = 16;
+
+const W3: WorkloadDef = {
+  id: "W3",
+  title: `shared embeddings ${USERS}x${EMB} + ${ITEMS}x${EMB}, two models, batch 1024`,
+  forms: ["jointly", "raw"],
+  make(form, opts = {}) {
+    const batch = opts.batch ?? 1024;
+    const users = tf.randomUniform([batch], 0, USERS, "int32", 41) as tf.Tensor1D;
+    const items = tf.randomUniform([batch], 0, ITEMS, "int32", 42) as tf.Tensor1D;
+    const ctx = tf.randomNormal([batch, CTX], 0, 1, "float32", 43);
+    const yA = tf.tidy(() => tf.cast(tf.randomUniform([batch, 1], 0, 2, "int32", 44), "float32"));
+    const yB = tf.tidy(() => tf.cast(tf.randomUniform([batch, 1], 0, 2, "int32", 45), "float32"));
+    const data = [users, items, ctx, yA, yB];
+    if (form === "jointly") {
+      const userTable = new TableEmbedding({ inputDim: USERS, outputDim: EMB, name: fresh("user") });
+      const itemTable = new TableEmbedding({ inputDim: ITEMS, outputDim: EMB, name: fresh("item") });
+      const flat = tf.layers.flatten();
+      const embed = (u: tf.SymbolicTensor, i: tf.SymbolicTensor): tf.SymbolicTensor[] => [
+        flat.apply(userTable.apply(u)) as tf.SymbolicTensor,
+        flat.apply(itemTable.apply(i)) as tf.SymbolicTensor,
+      ];
+      const aH = tf.layers.dense({ units: 64, activation: "relu", name: fresh("a_h") });
+      const aO = tf.layers.dense({ units: 1, name: fresh("a_out") });
+      const uA = tf.input({ shape: [1], dtype: "int32" });
+      const iA = tf.input({ shape: [1], dtype: "int32" });
+      const catA = tf.layers.concatenate().apply(embed(uA, iA)) as tf.SymbolicTensor;
+      const modelA = tf.model({ inputs: [uA, iA], outputs: aO.apply(aH.apply(catA)) as tf.SymbolicTensor });
+      const bH = tf.layers.dense({ units: 64, activation: "relu", name: fresh("b_h") });
+      const bO = tf.layers.dense({ units: 1, name: fresh("b_out") });
+      const uB = tf.input({ shape: [1], dtype: "int32" });
+      const iB = tf.input({ shape: [1], dtype: "int32" });
+      const cB = tf.input({ shape: [CTX] });
+      const catB = tf.layers.concatenate().apply([...embed(uB, iB), cB]) as tf.SymbolicTensor;
+      const modelB = tf.model({ inputs: [uB, iB, cB], outputs: bO.apply(bH.apply(catB)) as tf.SymbolicTensor });
+      setLayer(userTable, [tableInit(USERS, EMB, 31)]);
+      setLayer(itemTable, [tableInit(ITEMS, EMB, 32)]);
+      setLayer(aH, denseInit(2 * EMB, 64, 33));
+      setLayer(aO, denseInit(64, 1, 34));
+      setLayer(bH, denseInit(2 * EMB + CTX, 64, 35));
+      setLayer(bO, denseInit(64, 1, 36));
+      const u2 = tf.expandDims(users, 1);
+      const i2 = tf.expandDims(items, 1);
+      const inputs = { user: u2, item: i2, ctx };
+      const model = trainable({ a: modelA, b: modelB }, (key, x) => {
+        const r = x as Record<string, tf.Tensor>;
+        return key === "a" ? [r.user as tf.Tensor, r.item as tf.Tensor] : [r.user as tf.Tensor, r.item as tf.Tensor, r.ctx as tf.Tensor];
+      });
+      const opt = tf.train.adam(LR);
+      const trainer = new JointTrainer({
+        model,
+        tasks: [
+          { name: "a", loss: "binaryCrossEntropy" },
+          { name: "b", loss: "binaryCrossEntropy" },
+        ],
+        optimizer: opt,
+      });
+      return {
+        step: () => [trainer.step(inputs, { a: yA, b: yB }).total],
+        dispose: () => disposeAll(data, u2, i2, opt, modelA, modelB),
+      };
+    }
+    if (form !== "raw") throw new Error(`W3 has no ${form} form`);
+    const ut0 = tableInit(USERS, EMB, 31);
+    const it0 = tableInit(ITEMS, EMB, 32);
+    const userT = tf.variable(ut0);
+    const itemT = tf.variable(it0);
+    tf.dispose([ut0, it0]);
+    const aH = denseVars(2 * EMB, 64, 33);
+    const aO = denseVars(64, 1, 34);
+    const bH = denseVars(2 * EMB + CTX, 64, 35);
+    const bO = denseVars(64, 1, 36);
+    const vars = [userT, itemT, ...varsOf(aH, aO, bH, bO)];
+    const opt = tf.train.adam(LR);
+    const loss = (): tf.Scalar => {
+      const u = lookup(userT, users);
+      const i = lookup(itemT, items);
+      const logitA = applyDense(applyDense(tf.concat([u, i], 1), aH, true), aO, false);
+      const logitB = applyDense(applyDense(tf.concat([u, i, ctx], 1), bH, true), bO, false);
+      return tf.add(sigmoidCE(yA, logitA), sigmoidCE(yB, logitB));
+    };
+    return {
+      step: () => [rawStep(loss, vars, opt)],
+      dispose: () => disposeAll(data, vars, opt),
+    };
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// W4: alternating A/B updates. Seeds: A 51, 52; B 53, 54; x 55, y 56.
+
+const W4: WorkloadDef = {
+  id: "W4",
+  title: "alternating A (32-64-16) / B (16-64-1), two Adams, batch 512",
+  forms: ["raw"],
+  make(form, opts = {}) {
+    if (form !== "raw") throw new Error(`W4 has no ${form} form (raw only)`);
+    const batch = opts.batch ?? 512;
+    const x = tf.randomNormal([batch, 32], 0, 1, "float32", 55);
+    const y = tf.randomNormal([batch, 1], 0, 1, "float32", 56);
+    const a1 = denseVars(32, 64, 51);
+    const a2 = denseVars(64, 16, 52);
+    const b1 = denseVars(16, 64, 53);
+    const b2 = denseVars(64, 1, 54);
+    const varsA = varsOf(a1, a2);
+    const varsB = varsOf(b1, b2);
+    const optA = tf.train.adam(LR);
+    const optB = tf.train.adam(LR);
+    const netA = (): tf.Tensor2D => applyDense(applyDense(x, a1, true), a2, false);
+    const netB = (z: tf.Tensor): tf.Tensor2D => applyDense(applyDense(z, b1, true), b2, false);
+    return {
+      step: () => {
+        // A through B; only A's variables get gradients, so B is frozen.
+        const lossA = rawStep(() => meanSq(netB(netA()), y), varsA, optA);
+        // A fresh forward pass of the updated A, held constant; only B is updated.
+        const z = tf.tidy(netA);
+        const lossB = rawStep(() => meanSq(netB(z), y), varsB, optB);
+        z.dispose();
+        return [lossA, lossB];
+      },
+      dispose: () => disposeAll(x, y, varsA, varsB, optA, optB),
+    };
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// W5: GradNorm over three regression heads. Seeds: trunk 61, 62; heads 63..65; x 66; y 67..69.
+
+const GN_ALPHA = 1.5;
+
+const W5: WorkloadDef = {
+  id: "W5",
+  title: "GradNorm, trunk 32-256-256, three MSE heads, batch 512",
+  forms: ["raw"],
+  make(form, opts = {}) {
+    if (form !== "raw") throw new Error(`W5 has no ${form} form (raw only)`);
+    const batch = opts.batch ?? 512;
+    const x = tf.randomNormal([batch, 32], 0, 1, "float32", 66);
+    const ys = [67, 68, 69].map((s) => tf.randomNormal([batch, 1], 0, 1, "float32", s));
+    const t1 = denseVars(32, 256, 61);
+    const t2 = denseVars(256, 256, 62);
+    const heads = [63, 64, 65].map((s) => denseVars(256, 1, s));
+    const modelVars = varsOf(t1, t2, ...heads);
+    const w = tf.tidy(() => tf.variable(tf.zeros([3])));
+    const optModel: tf.Optimizer = tf.train.adam(LR);
+    const optW: tf.Optimizer = tf.train.adam(1e-2);
+    let initial: tf.Tensor1D | undefined;
+    return {
+      step: () => {
+        const wt = tf.tidy(() => tf.mul(3, tf.softmax(w)));
+        let h1: tf.Tensor | undefined;
+        let taskLosses: tf.Tensor1D | undefined;
+        const { value, grads } = tf.variableGrads(() => {
+          const a = applyDense(x, t1, true);
+          h1 = tf.keep(a);
+          const h2 = applyDense(a, t2, true);
+          const ls = tf.stack(heads.map((hd, i) => meanSq(applyDense(h2, hd, false), ys[i] as tf.Tensor))) as tf.Tensor1D;
+          taskLosses = tf.keep(ls);
+          return tf.sum(tf.mul(ls, wt));
+        }, modelVars);
+        // ||d L_i / d W|| for the trunk's last kernel W, at the parameters of this step (before the update).
+        const g = tf.tidy(() =>
+          tf.stack(
+            heads.map((hd, i) => {
+              const { value: v, grads: gi } = tf.variableGrads(() => meanSq(applyDense(applyDense(h1 as tf.Tensor, t2, true), hd, false), ys[i] as tf.Tensor), [t2.k]);
+              v.dispose();
+              return tf.norm(gi[t2.k.name] as tf.Tensor);
+            }),
+          ),
+        );
+        if (initial === undefined) initial = tf.keep(tf.clone(taskLosses as tf.Tensor1D));
+        const l0 = initial;
+        const target = tf.tidy(() => {
+          const ratio = tf.div(taskLosses as tf.Tensor1D, l0);
+          const rel = tf.div(ratio, tf.mean(ratio));
+          return tf.mul(tf.mean(tf.mul(wt, g)), tf.pow(rel, GN_ALPHA));
+        });
+        const gn = tf.variableGrads(() => tf.sum(tf.abs(tf.sub(tf.mul(tf.mul(3, tf.softmax(w)), g), target))), [w]);
+        optModel.applyGradients(grads);
+        optW.applyGradients(gn.grads);
+        const total = value.dataSync()[0] as number;
+        tf.dispose([value, gn.value, target, g, wt, h1 as tf.Tensor, taskLosses as tf.Tensor]);
+        tf.dispose(grads);
+        tf.dispose(gn.grads);
+        return [total];
+      },
+      dispose: () => disposeAll(x, ys, modelVars, w, initial, optModel, optW),
+    };
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// W6: a fleet of independent MLPs. Model k: seeds 1000+k (layer 1), 2000+k (layer 2), 3000+k (x), 4000+k (y).
+
+export const FLEET = 64;
+
+const W6: WorkloadDef = {
+  id: "W6",
+  title: `fleet of ${FLEET} MLPs 32-64-1, batch 256 each, own Adam each`,
+  forms: ["jointly", "raw", "ensemble"],
+  make(form, opts = {}) {
+    const batch = opts.batch ?? 256;
+    const xs = Array.from({ length: FLEET }, (_, k) => tf.randomNormal([batch, 32], 0, 1, "float32", 3000 + k));
+    const ys = Array.from({ length: FLEET }, (_, k) => tf.randomNormal([batch, 1], 0, 1, "float32", 4000 + k));
+    if (form === "jointly") {
+      const fleet = xs.map((x, k) => {
+        const input = tf.input({ shape: [32] });
+        const l1 = tf.layers.dense({ units: 64, activation: "relu", name: fresh(`m${k}_h`) });
+        const l2 = tf.layers.dense({ units: 1, name: fresh(`m${k}_out`) });
+        const model = tf.model({ inputs: input, outputs: l2.apply(l1.apply(input)) as tf.SymbolicTensor });
+        setLayer(l1, denseInit(32, 64, 1000 + k));
+        setLayer(l2, denseInit(64, 1, 2000 + k));
+        const opt = tf.train.adam(LR);
+        const trainer = new JointTrainer({ model, tasks: [{ name: "y", output: model.outputNames[0] as string, loss: "mse" }], optimizer: opt });
+        return { model, opt, trainer, x, y: ys[k] as tf.Tensor };
+      });
+      return {
+        step: () => fleet.map((m) => m.trainer.step(m.x, { y: m.y }).total),
+        dispose: () => {
+          disposeAll(xs, ys);
+          for (const m of fleet) disposeAll(m.opt, m.model);
+        },
+      };
+    }
+    if (form === "raw") {
+      const fleet = xs.map((x, k) => {
+        const d1 = denseVars(32, 64, 1000 + k);
+        const d2 = denseVars(64, 1, 2000 + k);
+        const y = ys[k] as tf.Tensor;
+        return { vars: varsOf(d1, d2), opt: tf.train.adam(LR), loss: () => meanSq(applyDense(applyDense(x, d1, true), d2, false), y) };
+      });
+      return {
+        step: () => fleet.map((m) => rawStep(m.loss, m.vars, m.opt)),
+        dispose: () => {
+          disposeAll(xs, ys);
+          for (const m of fleet) disposeAll(m.vars, m.opt);
+        },
+      };
+    }
+    // Vectorised ensemble: weights stacked on a leading model axis, batched matmuls, one Adam. Adam
+    // acts element by element and the summed loss gives each model its own gradient, so this is the
+    // same computation as 64 independent models with 64 Adams.
+    const stacked = tf.tidy(() => {
+      const inits = Array.from({ length: FLEET }, (_, k) => [...denseInit(32, 64, 1000 + k), ...denseInit(64, 1, 2000 + k)]);
+      return {
+        k1: tf.stack(inits.map((p) => p[0] as tf.Tensor)),
+        b1: tf.expandDims(tf.stack(inits.map((p) => p[1] as tf.Tensor)), 1),
+        k2: tf.stack(inits.map((p) => p[2] as tf.Tensor)),
+        b2: tf.expandDims(tf.stack(inits.map((p) => p[3] as tf.Tensor)), 1),
+        x: tf.stack(xs),
+        y: tf.stack(ys),
+      };
+    });
+    disposeAll(xs, ys);
+    const k1 = tf.variable(stacked.k1);
+    const b1 = tf.variable(stacked.b1);
+    const k2 = tf.variable(stacked.k2);
+    const b2 = tf.variable(stacked.b2);
+    const { x, y } = stacked;
+    tf.dispose([stacked.k1, stacked.b1, stacked.k2, stacked.b2]);
+    const vars = [k1, b1, k2, b2];
+    const opt: tf.Optimizer = tf.train.adam(LR);
+    return {
+      step: () => {
+        let perModel: tf.Tensor | undefined;
+        const { value, grads } = tf.variableGrads(() => {
+          const h = tf.relu(tf.add(tf.matMul(x, k1), b1));
+          const p = tf.add(tf.matMul(h, k2), b2);
+          const l = tf.mean(tf.squaredDifference(p, y), [1, 2]);
+          perModel = tf.keep(l);
+          return tf.sum(l);
+        }, vars);
+        opt.applyGradients(grads);
+        const losses = Array.from(perModel!.dataSync());
+        tf.dispose(grads);
+        tf.dispose([value, perModel!]);
+        return losses;
+      },
+      dispose: () => disposeAll(x, y, vars, opt),
+    };
+  },
+};
+
+export const WORKLOADS: Record<WorkloadId, WorkloadDef> = {
+  W1: twoHead("W1", 64, 256),
+  W2: twoHead("W2", 512, 1024),
+  W3,
+  W4,
+  W5,
+  W6,
+};
