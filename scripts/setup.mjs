@@ -2,8 +2,8 @@
 // @ts-check
 /**
  * Bring this machine up to date for jointly, idempotently: Node dependencies, the compiled library,
- * Jupyter (nbconvert, nbclient, a notebook server), and the tslab kernel registered in a
- * project-local Jupyter data folder. Quick when nothing is missing.
+ * Jupyter (nbconvert, nbclient, a notebook server), the tslab kernel registered in a project-local
+ * Jupyter data folder, and redis-server for the job queue. Quick when nothing is missing.
  *
  * Plain JavaScript with no dependencies on purpose: it runs before `npm install` has.
  *
@@ -207,7 +207,17 @@ step("tslab kernel", () => {
   return { action: "installed", detail: relative(ROOT, spec) };
 });
 
-// 6. For the tests: a Chromium to open the HTML report in.
+// 6. Redis, for the distributed job queue (its notebook and tests start their own server on loopback).
+step("redis", () => {
+  if (has("redis-server")) return { action: "ok", detail: "redis-server is on the PATH" };
+  if (isRoot && has("apt-get")) {
+    aptInstall(["redis-server"]);
+    if (has("redis-server")) return { action: "installed", detail: "apt-get install redis-server" };
+  }
+  throw new Error("The job-queue notebook and tests need a Redis server: install Debian's 'redis-server' package (or Redis 6.2+ by any means) so that redis-server is on the PATH.");
+});
+
+// 7. For the tests: a Chromium to open the HTML report in.
 if (forTests) {
   step("chromium", () => {
     const candidates = [process.env.JOINTLY_CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser"].filter(Boolean);

@@ -31,6 +31,7 @@ test("setup is idempotent: a second run finds everything in place and changes no
     "library build": "ok",
     jupyter: "ok",
     "tslab kernel": "ok",
+    redis: "ok",
   });
 });
 
