@@ -439,3 +439,19 @@ test("shape errors are still reported", () => {
     h.restore();
   }
 });
+
+test("a bias reshaped from a rank-3 slice (same buffer, rank-1 tensor) is accepted", async () => {
+  await tf.setBackend("wasm");
+  const handle = registerFastWasmMatMul();
+  try {
+    const x = tf.tensor2d([[1, 2], [3, 4]]);
+    const w = tf.tensor2d([[1, 0, 2], [0, 1, 3]]);
+    const stacked = tf.tensor3d([[[10, 20, 30]]]);
+    const bias = tf.reshape(stacked, [3]);
+    const y = tf.fused.matMul({ a: x, b: w, bias, activation: "linear" });
+    assert.deepEqual(Array.from(y.dataSync()), [11, 22, 38, 13, 24, 48]);
+    tf.dispose([x, w, stacked, bias, y]);
+  } finally {
+    handle.restore();
+  }
+});

@@ -251,10 +251,12 @@ function fastMatMul(
     let biasId = 0;
     if (epi.bias !== undefined) {
       const biasData = dataOf(backend, epi.bias);
-      if (biasData.shape.length !== 1) {
-        throw new Error(`_FusedMatMul only supports rank-1 bias but got rank ${biasData.shape.length}.`);
+      // The tensor's own shape, not the stored buffer's: a reshaped bias shares the buffer of its source.
+      const biasShape = epi.bias.shape;
+      if (biasShape.length !== 1) {
+        throw new Error(`_FusedMatMul only supports rank-1 bias but got rank ${biasShape.length}.`);
       }
-      const biasSize = biasData.shape[0];
+      const biasSize = biasShape[0];
       if (biasSize === N) {
         biasId = biasData.id;
       } else if (biasSize === 1) {
