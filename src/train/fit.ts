@@ -7,6 +7,7 @@ import { liveChart } from "../charts/show.js";
 import { Rng } from "../data/random.js";
 import { batchRows, gatherInputs, type Inputs } from "./model.js";
 import { JointTrainer, type JointTrainerOptions } from "./joint-trainer.js";
+import type { DiagnosticsTables } from "./diagnostics.js";
 
 /** One row of a training history: one epoch, one task, one split. */
 export interface HistoryRow {
@@ -16,6 +17,16 @@ export interface HistoryRow {
   loss: number;
   weight: number;
   [metric: string]: number | string;
+}
+
+/** One row per training step and task (with `recordSteps`). */
+export interface StepRow {
+  step: number;
+  epoch: number;
+  task: string;
+  loss: number;
+  /** The weight of the task at this step (with an aggregator, the weight it implied). */
+  weight: number;
 }
 
 export interface FitOptions {
@@ -40,6 +51,8 @@ export interface FitOptions {
   live?: boolean;
   /** Log-scale y axis for the live chart. */
   logScale?: boolean;
+  /** Also record one row per step and task (step, epoch, task, loss, weight) in `FitResult.steps`. */
+  recordSteps?: boolean;
 }
 
 export interface FitResult {
@@ -50,6 +63,10 @@ export interface FitResult {
   stoppedEarly: boolean;
   /** Epoch with the lowest monitored loss (1-based). */
   bestEpoch: number;
+  /** With `recordSteps`: step, epoch, task, loss, weight; chart with `taskWeightsSpec(steps, { x: "step" })`. */
+  steps?: ColumnTable;
+  /** With a trainer made with `diagnostics`: cosines, gradient norms and conflict share by step. */
+  diagnostics?: DiagnosticsTables;
 }
 
 /** An arquero table with every column any row has (arquero infers columns from the first row only). */
@@ -75,6 +92,7 @@ export async function fit(options: FitOptions): Promise<FitResult> {
   const n = batchRows(options.x);
   const rng = new Rng(options.seed ?? 0);
   const rows: HistoryRow[] = [];
+  const stepRows: StepRow[] = [];
   const chart = options.live ?? true ? liveChart() : undefined;
   let lastDraw = 0;
   let best = Infinity;
@@ -87,6 +105,8 @@ export async function fit(options: FitOptions): Promise<FitResult> {
     for (epoch = 1; epoch <= options.epochs; epoch++) {
       const order = options.shuffle ?? true ? rng.permutation(n) : Array.from({ length: n }, (_, i) => i);
       const sums: Record<string, number> = Object.fromEntries(trainer.tasks.map((t) => [t.name, 0]));
+      // Weights averaged over the epoch's steps: what an aggregator implied (the task weights otherwise).
+      const weightSums: Record<string, number> = Object.fromEntries(trainer.tasks.map((t) => [t.name, 0]));
       for (let start = 0; start < n; start += batchSize) {
         const idx = order.slice(start, start + batchSize);
         tf.tidy(() => {
@@ -95,9 +115,15 @@ export async function fit(options: FitOptions): Promise<FitResult> {
             r && Object.fromEntries(Object.entries(r).map(([k, t]) => [k, tf.gather(t, rowsT)]));
           const result = trainer.step(gatherInputs(options.x, rowsT), pick(options.y)!, pick(options.masks));
           for (const [k, v] of Object.entries(result.losses)) sums[k] = (sums[k] as number) + v * idx.length;
+          for (const [k, w] of Object.entries(result.weights)) weightSums[k] = (weightSums[k] as number) + w * idx.length;
+          if (options.recordSteps) {
+            for (const t of trainer.tasks) {
+              stepRows.push({ step: result.step, epoch, task: t.name, loss: result.losses[t.name] as number, weight: result.weights[t.name] as number });
+            }
+          }
         });
       }
-      const weights = trainer.weights();
+      const weights = trainer.hasAggregator ? Object.fromEntries(Object.entries(weightSums).map(([k, w]) => [k, w / n])) : trainer.weights();
       const epochRows: HistoryRow[] = trainer.tasks.map((t) => ({
         epoch,
         task: t.name,
@@ -112,6 +138,8 @@ export async function fit(options: FitOptions): Promise<FitResult> {
         }
       }
       rows.push(...epochRows);
+      // After the rows, so they show the weights used in this epoch; DWA's next-epoch weights are set here.
+      trainer.epochEnd(Object.fromEntries(epochRows.filter((r) => r.split === "train").map((r) => [r.task, r.loss])));
       const monitorSplit = options.validation ? "validation" : "train";
       const monitored = epochRows.filter((r) => r.split === monitorSplit).reduce((a, r) => a + r.weight * r.loss, 0);
       if (monitored < best - (options.earlyStopping?.minDelta ?? 0)) {
@@ -144,5 +172,9 @@ export async function fit(options: FitOptions): Promise<FitResult> {
     tf.dispose(bestWeights ?? []);
   }
   if (chart) await chart.close(lossCurvesSpec(rows, { logScale: options.logScale, title: "Per-task loss" }));
-  return { trainer, history: historyTable(rows), epochs: Math.min(epoch, options.epochs), stoppedEarly, bestEpoch };
+  const result: FitResult = { trainer, history: historyTable(rows), epochs: Math.min(epoch, options.epochs), stoppedEarly, bestEpoch };
+  if (options.recordSteps) result.steps = stepRows.length ? historyTable(stepRows.map((r) => ({ ...r }))) : aq.table({ step: [], epoch: [], task: [], loss: [], weight: [] });
+  const diagnostics = trainer.diagnostics();
+  if (diagnostics) result.diagnostics = diagnostics;
+  return result;
 }

@@ -1,5 +1,16 @@
-export { JointTrainer, type JointTrainerOptions, type StepResult, type Evaluation } from "./joint-trainer.js";
-export { fit, historyTable, type FitOptions, type FitResult, type HistoryRow } from "./fit.js";
+export {
+  JointTrainer, type JointTrainerOptions, type StepResult, type Evaluation,
+  type WeightingSpec, type AggregatorSpec, type AggregatorObject, type AggregatorFunction,
+} from "./joint-trainer.js";
+export { fit, historyTable, type FitOptions, type FitResult, type HistoryRow, type StepRow } from "./fit.js";
+export {
+  taskGradients, representationGradients, perTaskVariableGrads, gradientMatrix, gradientAtRepresentation, unflatten, matrixRows, resolveShared,
+  type SharedSelector, type GradientMode, type PerTaskGrads, type RepresentationPass,
+} from "./task-gradients.js";
+export {
+  gradientNorms, cosineMatrix, conflictShare, gradientDiagnostics, DiagnosticsRecorder,
+  type GradientDiagnostics, type CosineRow, type NormRow, type ConflictRow, type DiagnosticsTables,
+} from "./diagnostics.js";
 export { trainable, modelVariables, uniqueVariables, batchRows, gatherInputs, type Inputs, type Trainable } from "./model.js";
 export { resolveTasks, type Task, type ResolvedTask } from "./tasks.js";
 export { computeMetric, type MetricName } from "./metrics.js";

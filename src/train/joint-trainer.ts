@@ -3,6 +3,29 @@ import { batchRows, trainable, uniqueVariables, type Inputs, type Trainable } fr
 import { checkLabels, checkWeight, resolveTasks, type ResolvedTask, type Task } from "./tasks.js";
 import { computeMetric } from "./metrics.js";
 import { OptimizerGroups } from "./optimizer-groups.js";
+import { aggregate, aggregatorNames, aggregators, type Aggregation, type AggregatorName } from "../aggregation/index.js";
+import { createWeighting, weightingNames, weightingRequirements, type Weighting, type WeightingRequirement } from "../weighting/index.js";
+import {
+  gradientMatrix, perTaskVariableGrads, representationGradients, resolveShared, unflatten,
+  type GradientMode, type SharedSelector,
+} from "./task-gradients.js";
+import { DiagnosticsRecorder, gradientNorms, type DiagnosticsTables, type GradientDiagnostics } from "./diagnostics.js";
+
+/** A loss weighting by registry name with its options (`numTasks` is filled in). */
+export interface WeightingSpec {
+  name: string;
+  options?: Record<string, unknown>;
+}
+
+/** A gradient aggregator by registry name with its options. */
+export interface AggregatorSpec {
+  name: string;
+  options?: Record<string, unknown>;
+}
+
+/** A hand-made or stateful aggregator (e.g. a `GradVac` instance): J (T x d) in, direction and weights out. */
+export type AggregatorObject = { aggregate(J: number[][]): Aggregation };
+export type AggregatorFunction = (J: number[][]) => Aggregation;
 
 export interface JointTrainerOptions {
   /** A Layers model, several keyed by name, or a hand-made {@link Trainable}. */
@@ -17,6 +40,40 @@ export interface JointTrainerOptions {
   variables?: tf.Variable[];
   /** An extra term added to the minimised total at each step, e.g. `() => l2(kernels, 1e-4)`; reported as `penalty`. */
   penalty?: () => tf.Scalar;
+  /**
+   * A dynamic loss weighting (see `weightingNames`): a name, `{ name, options }`, or a `Weighting`
+   * instance for as many tasks. Each step it gets what `weightingRequirements` says it needs (the
+   * losses; for GradNorm the norms ‖∇_W (w_i L_i)‖ on the `shared` variables, each from that task's
+   * own backward pass) and its weights become the task weights. Epoch-cadence methods (DWA) are
+   * updated by {@link JointTrainer.epochEnd}, which `fit` calls. Not together with `aggregator`.
+   */
+  weighting?: string | WeightingSpec | Weighting;
+  /**
+   * A gradient aggregator (see `aggregatorNames`): a name, `{ name, options }`, an object with
+   * `aggregate(J)` (e.g. `new GradVac()`), or a function of J. The shared variables move along the
+   * aggregated direction of the per-task gradients; every other variable gets Σ_i c_i ∇L_i with c
+   * set by `heads`. Not together with `weighting`.
+   */
+  aggregator?: string | AggregatorSpec | AggregatorObject | AggregatorFunction;
+  /** The shared parameters (variables, layers, or both) the per-task gradients are taken over, in mode "parameters". */
+  shared?: SharedSelector;
+  /**
+   * Where per-task gradients are taken (default "parameters"): over `shared`, or, in
+   * "representation" mode (MGDA-UB), over the forward-pass output named by `representation`, with
+   * everything upstream of it treated as shared. See task-gradients.ts for the costs.
+   */
+  mode?: GradientMode;
+  /** The output of the forward pass holding the shared representation (mode "representation"). */
+  representation?: string;
+  /**
+   * With an aggregator, the coefficients of the non-shared variables' gradient Σ_i c_i ∇L_i:
+   * "task-weights" (default, c = the task weights: each head gets its own task's gradient, as in
+   * the plain step) or "implied" (c = the aggregator's weights: with a linear aggregator the whole
+   * step is then the joint step with those weights, as in Sener & Koltun's MGDA-UB).
+   */
+  heads?: "task-weights" | "implied";
+  /** Record per-task gradient norms and cosines every `every` steps (default 1); see {@link JointTrainer.diagnostics}. */
+  diagnostics?: boolean | { every?: number };
 }
 
 /** What one joint step did. */
@@ -25,10 +82,17 @@ export interface StepResult {
   step: number;
   /** Unweighted loss of each task on this batch. */
   losses: Record<string, number>;
-  /** The combined (weighted) loss that was minimised, penalty included. */
+  /** The combined (weighted) loss that was minimised, penalty included; with an aggregator Σ λ_i L_i (+ penalty) for its implied weights λ. */
   total: number;
   /** The value of the `penalty` term, when the trainer has one. */
   penalty?: number;
+  /**
+   * The task weights of this step: those the loss sum used or, with an aggregator, the weights it
+   * implied for the shared update.
+   */
+  weights: Record<string, number>;
+  /** Gradient norms, cosines and conflict share, on the steps diagnostics are recorded. */
+  diagnostics?: GradientDiagnostics;
 }
 
 /** Loss and metrics of each task on a data set. */
@@ -49,7 +113,20 @@ export class JointTrainer {
   private readonly penalty?: () => tf.Scalar;
   private readonly vars: tf.Variable[];
   private steps = 0;
+  private epochs = 0;
   private readonly lastFinite = new Map<string, { value: number; step: number }>();
+  /** The weighting instance, when the options named one. */
+  readonly weighting?: Weighting;
+  private readonly requirement?: WeightingRequirement;
+  private readonly aggregator?: { name: string; run: AggregatorFunction };
+  /** Where per-task gradients are taken. */
+  readonly mode: GradientMode;
+  private readonly shared?: tf.Variable[];
+  private readonly representation?: string;
+  private readonly heads: "task-weights" | "implied";
+  private readonly diagnosticsEvery: number;
+  private readonly recorder?: DiagnosticsRecorder;
+  private lastWeights?: number[];
 
   constructor(options: JointTrainerOptions) {
     this.model = trainable(options.model);
@@ -66,6 +143,75 @@ export class JointTrainer {
       throw new Error(`JointTrainer: penalty must be a function returning a scalar, but got ${String(options.penalty)}.`);
     }
     this.penalty = options.penalty;
+
+    const T = this.tasks.length;
+    if (options.weighting !== undefined && options.aggregator !== undefined) {
+      throw new Error(`JointTrainer: give either weighting (${describeSpec(options.weighting)}) or aggregator (${describeSpec(options.aggregator)}), not both: a weighting sets the loss weights, an aggregator replaces the weighted sum on the shared variables.`);
+    }
+    if (options.weighting !== undefined) {
+      this.weighting = resolveWeighting(options.weighting, T);
+      // A hand-made weighting not in the registry is assumed to read only the losses.
+      this.requirement = Object.hasOwn(weightingRequirements, this.weighting.name)
+        ? weightingRequirements[this.weighting.name as keyof typeof weightingRequirements]
+        : { needs: ["losses"], cadence: "step", objective: "losses", sum: "free" };
+    }
+    if (options.aggregator !== undefined) this.aggregator = resolveAggregator(options.aggregator);
+    const mode = options.mode ?? "parameters";
+    if (mode !== "parameters" && mode !== "representation") throw new Error(`JointTrainer: mode must be "parameters" or "representation", but got ${JSON.stringify(mode)}.`);
+    this.mode = mode;
+    const heads = options.heads ?? "task-weights";
+    if (heads !== "task-weights" && heads !== "implied") throw new Error(`JointTrainer: heads must be "task-weights" or "implied", but got ${JSON.stringify(heads)}.`);
+    this.heads = heads;
+    const diag = options.diagnostics ?? false;
+    const every = typeof diag === "object" && diag !== null ? diag.every ?? 1 : 1;
+    if (!Number.isInteger(every) || every < 1) throw new Error(`JointTrainer: diagnostics.every must be a positive integer, but got ${every}.`);
+    this.diagnosticsEvery = every;
+    if (diag) this.recorder = new DiagnosticsRecorder(this.tasks.map((t) => t.name));
+    const needsNorms = this.requirement?.needs.includes("gradNorms") ?? false;
+
+    if (mode === "representation") {
+      const outputs = this.model.outputNames();
+      if (options.representation === undefined) {
+        throw new Error(`JointTrainer: mode "representation" needs representation: the name of the forward-pass output holding the shared representation; the outputs are ${outputs.map((n) => `"${n}"`).join(", ")}.`);
+      }
+      if (!outputs.includes(options.representation)) {
+        throw new Error(`JointTrainer: representation "${options.representation}" is not an output of the model; the outputs are ${outputs.map((n) => `"${n}"`).join(", ")}.`);
+      }
+      if (options.shared !== undefined) throw new Error(`JointTrainer: shared is for mode "parameters"; in mode "representation" everything upstream of "${options.representation}" is shared.`);
+      if (needsNorms) {
+        throw new Error(`JointTrainer: the weighting "${this.weighting!.name}" needs gradient norms on a shared layer's weights (${this.requirement!.gradNorms ?? "gradNorms"}); use mode "parameters" with shared.`);
+      }
+      this.representation = options.representation;
+    } else {
+      if (options.representation !== undefined) throw new Error(`JointTrainer: representation "${options.representation}" is only used with mode "representation", but the mode is "parameters".`);
+      const why = this.aggregator ? `the aggregator "${this.aggregator.name}"` : needsNorms ? `the weighting "${this.weighting!.name}" (it needs gradient norms)` : diag ? "diagnostics" : undefined;
+      if (options.shared !== undefined || why) {
+        if (options.shared === undefined) throw new Error(`JointTrainer: ${why} needs shared: the shared variables or layers the per-task gradients are taken over (or mode "representation").`);
+        this.shared = resolveShared(options.shared, "JointTrainer shared");
+        const trained = new Set(this.vars.map((v) => v.id));
+        const outside = this.shared.filter((v) => !trained.has(v.id)).map((v) => v.name);
+        if (outside.length) throw new Error(`JointTrainer: the shared variables ${outside.join(", ")} are not among the variables being trained.`);
+      }
+    }
+  }
+
+  /** Whether the shared variables follow an aggregator (then the step weights are implied, not set). */
+  get hasAggregator(): boolean {
+    return this.aggregator !== undefined;
+  }
+
+  /** Recorded diagnostics (cosines, norms, conflict share) as arquero tables, or undefined without `diagnostics`. */
+  diagnostics(): DiagnosticsTables | undefined {
+    return this.recorder?.tables();
+  }
+
+  /** The weights the last step used (or implied, with an aggregator), by task; undefined before the first step. */
+  stepWeights(): Record<string, number> | undefined {
+    return this.lastWeights && this.named(this.lastWeights);
+  }
+
+  private named(values: readonly number[]): Record<string, number> {
+    return Object.fromEntries(this.tasks.map((t, i) => [t.name, values[i] as number]));
   }
 
   /** Current learning rate of each optimizer group ("all" for a single optimizer). */
@@ -108,61 +254,294 @@ export class JointTrainer {
     return tf.stack(losses) as tf.Tensor1D;
   }
 
+  /** One task's loss from its own forward pass (for the per-task backward passes). */
+  private taskLoss(i: number, outputs: Record<string, tf.Tensor>, labels: Record<string, tf.Tensor>, masks: Record<string, tf.Tensor> | undefined): tf.Scalar {
+    const t = this.tasks[i] as ResolvedTask;
+    const pred = outputs[t.output];
+    if (!pred) throw new Error(`Task "${t.name}": the model produced no output "${t.output}".`);
+    return t.loss(labels[t.name] as tf.Tensor, pred, masks?.[t.name]);
+  }
+
+  /** Throw (naming step, task and last finite value) if a loss is NaN or infinite; nothing has been applied yet. */
+  private checkFinite(values: ArrayLike<number>, stepNo: number): void {
+    this.tasks.forEach((t, i) => {
+      const v = values[i] as number;
+      if (Number.isFinite(v)) return;
+      const last = this.lastFinite.get(t.name);
+      throw new Error(
+        `Task "${t.name}": the loss is ${v} at step ${stepNo}` +
+          (last ? ` (last finite value ${last.value} at step ${last.step})` : " (no finite value seen yet)") +
+          "; no update was applied. Lower the learning rate, check the labels for NaN, or clip gradients.",
+      );
+    });
+  }
+
+  private checkFiniteRows(rows: number[][], stepNo: number): void {
+    rows.forEach((row, i) => {
+      if (!row.every(Number.isFinite)) throw new Error(`Task "${(this.tasks[i] as ResolvedTask).name}": its gradient is not finite at step ${stepNo}; no update was applied.`);
+    });
+  }
+
+  /**
+   * Per-task gradient matrix J for a batch, in the trainer's mode: rows over the shared variables
+   * (parameters) or over the representation, flattened per example (representation); no update.
+   */
+  taskGradients(inputs: Inputs, labels: Record<string, tf.Tensor>, masks?: Record<string, tf.Tensor>): { J: number[][]; losses: Record<string, number> } {
+    checkLabels(this.tasks, labels, batchRows(inputs));
+    if (this.mode === "parameters" && !this.shared) throw new Error("JointTrainer.taskGradients: give the trainer shared (variables or layers), or use mode \"representation\".");
+    const r = this.jacobian(inputs, labels, masks);
+    try {
+      return { J: r.J.arraySync(), losses: this.named(r.losses) };
+    } finally {
+      r.J.dispose();
+    }
+  }
+
+  /** J (T x d tensor) and the losses, over the shared variables or the representation. */
+  private jacobian(inputs: Inputs, labels: Record<string, tf.Tensor>, masks: Record<string, tf.Tensor> | undefined): { J: tf.Tensor2D; losses: number[]; shape?: number[] } {
+    const T = this.tasks.length;
+    if (this.mode === "representation") {
+      const rep = this.representation as string;
+      return representationGradients((i) => {
+        const out = this.model.forward(inputs, true);
+        return { loss: this.taskLoss(i, out, labels, masks), representation: out[rep] as tf.Tensor };
+      }, T, this.tasks.map((t) => t.name));
+    }
+    const shared = this.shared as tf.Variable[];
+    const { grads, losses } = perTaskVariableGrads((i) => this.taskLoss(i, this.model.forward(inputs, true), labels, masks), T, shared);
+    try {
+      return { J: gradientMatrix(grads, shared), losses };
+    } finally {
+      grads.forEach((g) => tf.dispose(g));
+    }
+  }
+
+  private diagnosticsDue(stepNo: number): boolean {
+    return this.recorder !== undefined && (stepNo - 1) % this.diagnosticsEvery === 0;
+  }
+
   /**
    * One joint training step on a batch. Throws, before any update is applied, if a task's loss is
    * NaN or infinite, naming the step, the task and its last finite value.
+   *
+   * With a weighting that needs gradient norms, or on a diagnostics step, T per-task passes come
+   * first; with an aggregator, the step is T per-task passes (plus one in representation mode).
    */
   step(inputs: Inputs, labels: Record<string, tf.Tensor>, masks?: Record<string, tf.Tensor>): StepResult {
     const rows = batchRows(inputs);
     checkLabels(this.tasks, labels, rows);
     if (masks) checkLabels(this.tasks.filter((t) => masks[t.name]), masks, rows, "masks");
     const stepNo = this.steps + 1;
-    const weights = tf.tensor1d(this.tasks.map((t) => t.weight));
+    if (this.aggregator) return this.aggregatedStep(inputs, labels, masks, stepNo);
+
+    const needsNorms = this.requirement?.needs.includes("gradNorms") ?? false;
+    let unweightedNorms: number[] | undefined;
+    let diagnostics: GradientDiagnostics | undefined;
+    if (needsNorms || this.diagnosticsDue(stepNo)) {
+      const { J, losses } = this.jacobian(inputs, labels, masks);
+      const rowsJ = J.arraySync();
+      J.dispose();
+      this.checkFinite(losses, stepNo);
+      this.checkFiniteRows(rowsJ, stepNo);
+      unweightedNorms = gradientNorms(rowsJ);
+      if (this.diagnosticsDue(stepNo)) diagnostics = this.recorder!.record(stepNo, rowsJ);
+    }
+
+    let used = this.tasks.map((t) => t.weight);
+    const weighting = this.weighting;
+    // Weights that depend on this batch's losses (GLS, STCH, FAMO) are computed between the forward and backward pass.
+    const weightsFor = (values: number[]): number[] => {
+      if (!weighting || !values.every(Number.isFinite)) return used;
+      const w = this.requirement!.objective === "log-losses" ? logLossWeights(weighting, values) : weighting.weights({ losses: values, step: this.steps });
+      checkWeights(w, weighting.name, this.tasks.length);
+      return w;
+    };
     let lossVec: tf.Tensor1D | undefined;
     let penaltyT: tf.Scalar | undefined;
     const { value, grads } = tf.variableGrads(() => {
       const l = this.taskLosses(inputs, labels, masks, true);
       lossVec = tf.keep(l);
-      const weighted = tf.sum(tf.mul(l, weights)) as tf.Scalar;
+      used = weightsFor(Array.from(l.dataSync()));
+      const weighted = tf.sum(tf.mul(l, tf.tensor1d(used))) as tf.Scalar;
       if (!this.penalty) return weighted;
       const p = this.penalty();
       if (!(p instanceof tf.Tensor) || p.rank !== 0) throw new Error(`JointTrainer: penalty() must return a scalar tensor, but returned ${p instanceof tf.Tensor ? `shape [${p.shape}]` : String(p)}.`);
       penaltyT = tf.keep(p);
       return tf.add(weighted, p) as tf.Scalar;
     }, this.vars);
-    weights.dispose();
-    const values = lossVec!.dataSync();
+    const values = Array.from(lossVec!.dataSync());
     const total = value.dataSync()[0] as number;
     const penalty = penaltyT ? (penaltyT.dataSync()[0] as number) : undefined;
     lossVec!.dispose();
     value.dispose();
     penaltyT?.dispose();
-    const losses: Record<string, number> = {};
-    this.tasks.forEach((t, i) => {
-      const v = values[i] as number;
-      if (!Number.isFinite(v)) {
-        tf.dispose(grads);
-        const last = this.lastFinite.get(t.name);
-        throw new Error(
-          `Task "${t.name}": the loss is ${v} at step ${stepNo}` +
-            (last ? ` (last finite value ${last.value} at step ${last.step})` : " (no finite value seen yet)") +
-            "; no update was applied. Lower the learning rate, check the labels for NaN, or clip gradients.",
-        );
-      }
-      losses[t.name] = v;
-    });
-    if (penalty !== undefined && !Number.isFinite(penalty)) {
-      tf.dispose(grads);
-      throw new Error(`JointTrainer: the penalty is ${penalty} at step ${stepNo}; no update was applied.`);
-    }
     try {
+      this.checkFinite(values, stepNo);
+      if (penalty !== undefined && !Number.isFinite(penalty)) throw new Error(`JointTrainer: the penalty is ${penalty} at step ${stepNo}; no update was applied.`);
       this.groups.apply(grads);
     } finally {
       tf.dispose(grads);
     }
+    if (weighting) {
+      this.setWeights(this.named(used));
+      if (this.requirement!.cadence === "step") {
+        let gradNorms: number[] | undefined;
+        if (unweightedNorms) {
+          // GradNorm wants ‖∇(w_i L_i)‖ = w_i ‖∇L_i‖ with this step's weights; DB-MTL ‖∇ log(L_i + ε)‖ = ‖∇L_i‖ / (L_i + ε).
+          const eps = epsilonOf(weighting);
+          gradNorms = this.requirement!.objective === "log-losses" ? unweightedNorms.map((n, i) => n / ((values[i] as number) + eps)) : unweightedNorms.map((n, i) => (used[i] as number) * n);
+        }
+        weighting.update({ losses: values, step: this.steps, ...(gradNorms ? { gradNorms } : {}) });
+      }
+    }
+    return this.finish(stepNo, values, total, penalty, used, diagnostics);
+  }
+
+  private finish(stepNo: number, values: number[], total: number, penalty: number | undefined, used: number[], diagnostics: GradientDiagnostics | undefined): StepResult {
     this.steps = stepNo;
+    this.lastWeights = [...used];
+    const losses = this.named(values);
     for (const [name, v] of Object.entries(losses)) this.lastFinite.set(name, { value: v, step: stepNo });
-    return penalty === undefined ? { step: stepNo, losses, total } : { step: stepNo, losses, total, penalty };
+    const result: StepResult = { step: stepNo, losses, total, weights: this.named(used) };
+    if (penalty !== undefined) result.penalty = penalty;
+    if (diagnostics) result.diagnostics = diagnostics;
+    return result;
+  }
+
+  /** The step with an aggregator: shared variables along the aggregated direction, the rest Σ c_i ∇L_i. */
+  private aggregatedStep(inputs: Inputs, labels: Record<string, tf.Tensor>, masks: Record<string, tf.Tensor> | undefined, stepNo: number): StepResult {
+    const T = this.tasks.length;
+    const agg = this.aggregator!;
+    const aggregateRows = (rowsJ: number[][]): Aggregation => {
+      const a = agg.run(rowsJ);
+      if (!a || !Array.isArray(a.direction) || a.direction.length !== (rowsJ[0] as number[]).length || !a.direction.every(Number.isFinite)) {
+        throw new Error(`JointTrainer: the aggregator "${agg.name}" returned no finite direction of length ${(rowsJ[0] as number[]).length} at step ${stepNo}; no update was applied.`);
+      }
+      checkWeights(a.weights, `aggregator "${agg.name}"`, T, true);
+      return a;
+    };
+    let grads: tf.NamedTensorMap = {};
+    let implied: number[];
+    let values: number[];
+    let penalty: number | undefined;
+    let diagnostics: GradientDiagnostics | undefined;
+    try {
+      if (this.mode === "parameters") {
+        const shared = this.shared as tf.Variable[];
+        const per = perTaskVariableGrads((i) => this.taskLoss(i, this.model.forward(inputs, true), labels, masks), T, this.vars);
+        try {
+          values = per.losses;
+          this.checkFinite(values, stepNo);
+          const rowsJ = tf.tidy(() => gradientMatrix(per.grads, shared).arraySync());
+          this.checkFiniteRows(rowsJ, stepNo);
+          if (this.diagnosticsDue(stepNo)) diagnostics = this.recorder!.record(stepNo, rowsJ);
+          const a = aggregateRows(rowsJ);
+          implied = a.weights;
+          const c = this.heads === "implied" ? implied : this.tasks.map((t) => t.weight);
+          const sharedIds = new Set(shared.map((v) => v.id));
+          grads = unflatten(a.direction, shared);
+          for (const v of this.vars) {
+            if (sharedIds.has(v.id)) continue;
+            grads[v.name] = tf.tidy(() => tf.addN(per.grads.map((g, i) => tf.mul(g[v.name] as tf.Tensor, c[i] as number))));
+          }
+        } finally {
+          per.grads.forEach((g) => tf.dispose(g));
+        }
+        if (this.penalty) {
+          const p = this.penaltyGrads(stepNo);
+          penalty = p.value;
+          for (const [name, g] of Object.entries(p.grads)) {
+            const sum = tf.add(grads[name] as tf.Tensor, g);
+            tf.dispose([grads[name] as tf.Tensor, g]);
+            grads[name] = sum;
+          }
+        }
+      } else {
+        const rep = this.representation as string;
+        const r = this.jacobian(inputs, labels, masks);
+        let K: tf.Tensor;
+        let c: number[];
+        try {
+          values = r.losses;
+          this.checkFinite(values, stepNo);
+          const rowsJ = r.J.arraySync();
+          this.checkFiniteRows(rowsJ, stepNo);
+          if (this.diagnosticsDue(stepNo)) diagnostics = this.recorder!.record(stepNo, rowsJ);
+          const a = aggregateRows(rowsJ);
+          implied = a.weights;
+          c = this.heads === "implied" ? implied : this.tasks.map((t) => t.weight);
+          const cs = c;
+          // The last pass minimises Σ c_i L_i + ⟨z, K⟩ with K = d − Σ c_i J_i held constant: the heads
+          // get Σ c_i ∇L_i, and everything upstream of z gets (∂z/∂θ)ᵀ d, the aggregated direction.
+          K = tf.tidy(() => tf.reshape(tf.sub(tf.tensor1d(a.direction), tf.squeeze(tf.matMul(tf.tensor2d([cs]), r.J))), r.shape!));
+        } finally {
+          r.J.dispose();
+        }
+        let penaltyT: tf.Scalar | undefined;
+        try {
+          const out = tf.variableGrads(() => {
+            const o = this.model.forward(inputs, true);
+            const terms = this.tasks.map((_, i) => tf.mul(this.taskLoss(i, o, labels, masks), c[i] as number));
+            let y = tf.add(tf.addN(terms), tf.sum(tf.mul(o[rep] as tf.Tensor, K))) as tf.Scalar;
+            if (this.penalty) {
+              penaltyT = tf.keep(this.callPenalty());
+              y = tf.add(y, penaltyT);
+            }
+            return y;
+          }, this.vars);
+          out.value.dispose();
+          grads = out.grads;
+        } finally {
+          K.dispose();
+        }
+        if (penaltyT) {
+          penalty = penaltyT.dataSync()[0] as number;
+          penaltyT.dispose();
+        }
+      }
+      if (penalty !== undefined && !Number.isFinite(penalty)) throw new Error(`JointTrainer: the penalty is ${penalty} at step ${stepNo}; no update was applied.`);
+      this.groups.apply(grads);
+    } finally {
+      tf.dispose(grads);
+    }
+    const total = values.reduce((s, v, i) => s + v * (implied[i] as number), 0) + (penalty ?? 0);
+    return this.finish(stepNo, values, total, penalty, implied, diagnostics);
+  }
+
+  private callPenalty(): tf.Scalar {
+    const p = this.penalty!();
+    if (!(p instanceof tf.Tensor) || p.rank !== 0) throw new Error(`JointTrainer: penalty() must return a scalar tensor, but returned ${p instanceof tf.Tensor ? `shape [${p.shape}]` : String(p)}.`);
+    return p;
+  }
+
+  /** The penalty's value and its gradient over the trained variables it reaches. */
+  private penaltyGrads(stepNo: number): { value: number; grads: tf.NamedTensorMap } {
+    const { value, grads } = tf.variableGrads(() => this.callPenalty(), this.vars);
+    const v = value.dataSync()[0] as number;
+    value.dispose();
+    if (!Number.isFinite(v)) {
+      tf.dispose(grads);
+      throw new Error(`JointTrainer: the penalty is ${v} at step ${stepNo}; no update was applied.`);
+    }
+    return { value: v, grads };
+  }
+
+  /**
+   * Tell the trainer an epoch ended, with each task's average training loss: an epoch-cadence
+   * weighting (DWA) is updated and its weights for the next epoch set. `fit` calls this.
+   */
+  epochEnd(losses: Record<string, number>): void {
+    this.epochs++;
+    if (!this.weighting || this.requirement!.cadence !== "epoch") return;
+    const values = this.tasks.map((t) => {
+      const v = losses[t.name];
+      if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`JointTrainer.epochEnd: the loss of task "${t.name}" must be a finite number, but got ${v}.`);
+      return v;
+    });
+    this.weighting.update({ losses: values, step: this.epochs - 1 });
+    const w = this.weighting.weights({ losses: values, step: this.epochs });
+    checkWeights(w, this.weighting.name, this.tasks.length);
+    this.setWeights(this.named(w));
   }
 
   /** Loss and metrics of each task on a whole data set (one forward pass), without training. */
@@ -201,4 +580,66 @@ export class JointTrainer {
       tf.dispose(Object.values(outputs));
     }
   }
+}
+
+function describeSpec(x: unknown): string {
+  if (typeof x === "string") return JSON.stringify(x);
+  if (typeof x === "function") return "a function";
+  const name = (x as { name?: unknown } | null)?.name;
+  return typeof name === "string" ? JSON.stringify(name) : String(x);
+}
+
+/** A weighting from a name, `{ name, options }` or an instance, checked against the task count. */
+function resolveWeighting(spec: string | WeightingSpec | Weighting, T: number): Weighting {
+  if (typeof spec === "string") return createWeighting(spec, { numTasks: T });
+  if (spec === null || typeof spec !== "object") throw new Error(`JointTrainer: weighting must be a name (${weightingNames.join(", ")}), { name, options } or a Weighting, but got ${String(spec)}.`);
+  if (typeof (spec as Weighting).weights === "function" && typeof (spec as Weighting).update === "function") {
+    const w = spec as Weighting;
+    if (w.numTasks !== T) throw new Error(`JointTrainer: the weighting "${w.name}" is for ${w.numTasks} tasks, but the trainer has ${T}.`);
+    return w;
+  }
+  const { name, options = {} } = spec as WeightingSpec;
+  if (typeof name !== "string") throw new Error(`JointTrainer: weighting { name, options } needs a name (${weightingNames.join(", ")}), but got ${String(name)}.`);
+  if (options.numTasks !== undefined && options.numTasks !== T) throw new Error(`JointTrainer: weighting "${name}" has numTasks ${String(options.numTasks)}, but the trainer has ${T} tasks.`);
+  return createWeighting(name, { ...options, numTasks: T });
+}
+
+/** An aggregator from a name, `{ name, options }`, an object with `aggregate(J)` or a function. */
+function resolveAggregator(spec: string | AggregatorSpec | AggregatorObject | AggregatorFunction): { name: string; run: AggregatorFunction } {
+  if (typeof spec === "function") return { name: spec.name || "custom", run: spec };
+  const valid = aggregatorNames.join(", ");
+  if (typeof spec === "string") spec = { name: spec };
+  if (spec === null || typeof spec !== "object") throw new Error(`JointTrainer: aggregator must be a name (${valid}), { name, options }, an object with aggregate(J) or a function, but got ${String(spec)}.`);
+  if (typeof (spec as AggregatorObject).aggregate === "function") {
+    const obj = spec as AggregatorObject;
+    return { name: (obj as { constructor?: { name?: string } }).constructor?.name ?? "custom", run: (J) => obj.aggregate(J) };
+  }
+  const { name, options = {} } = spec as AggregatorSpec;
+  if (typeof name !== "string" || !Object.hasOwn(aggregators, name)) throw new Error(`JointTrainer: unknown aggregator ${JSON.stringify(name)}; valid names are: ${valid}.`);
+  const accepted: readonly string[] = aggregators[name as AggregatorName].options;
+  for (const key of Object.keys(options)) {
+    if (!accepted.includes(key)) throw new Error(`JointTrainer: unknown option ${JSON.stringify(key)} for aggregator ${name}; it accepts ${accepted.length ? accepted.join(", ") : "no options"}.`);
+  }
+  return { name, run: (J) => aggregate(name, J, options) };
+}
+
+/** Weights must be T finite numbers >= 0 (aggregators may imply negative ones: allowed when `signed`). */
+function checkWeights(w: unknown, who: string, T: number, signed = false): asserts w is number[] {
+  if (!Array.isArray(w) || w.length !== T || !w.every((x) => typeof x === "number" && Number.isFinite(x) && (signed || x >= 0))) {
+    throw new Error(`JointTrainer: ${who} gave weights ${JSON.stringify(w)}; expected ${T} finite numbers${signed ? "" : " >= 0"}.`);
+  }
+}
+
+/** ε of a log-loss weighting (DB-MTL's `eps`), default 1e-8. */
+function epsilonOf(w: Weighting): number {
+  const eps = (w as { eps?: unknown }).eps;
+  return typeof eps === "number" ? eps : 1e-8;
+}
+
+/** Weights on the raw losses equivalent to weights on log(L_i + ε): w_i / (L_i + ε). */
+function logLossWeights(w: Weighting, losses: number[]): number[] {
+  const own = (w as { lossWeights?: (l: number[]) => number[] }).lossWeights;
+  if (typeof own === "function") return own.call(w, losses);
+  const eps = epsilonOf(w);
+  return w.weights({ losses }).map((x, i) => x / ((losses[i] as number) + eps));
 }
