@@ -56,7 +56,7 @@ export interface ClaimBounds {
  * @example
  * claim("species accuracy on the test set", accuracy, { atLeast: 0.9 });
  */
-export function claim(name: string, value: number, bounds: ClaimBounds): number {
+export function claim(name: string, value: number, bounds: ClaimBounds): void {
   const parts: [string, number, (v: number, b: number) => boolean][] = [];
   if (bounds.atLeast !== undefined) parts.push([">=", bounds.atLeast, (v, b) => v >= b]);
   if (bounds.above !== undefined) parts.push([">", bounds.above, (v, b) => v > b]);
@@ -70,6 +70,6 @@ export function claim(name: string, value: number, bounds: ClaimBounds): number 
   if (!parts.every(([, b, ok]) => ok(value, b))) {
     throw new Error(`Claim failed: ${name} = ${formatFigure(value)}, expected ${expected}.`);
   }
+  // Returns nothing, so a notebook cell that ends with a claim prints only the check line.
   console.log(`✓ ${name} = ${formatFigure(value)} (${expected})`);
-  return value;
 }
