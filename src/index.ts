@@ -16,3 +16,5 @@ export { aggregate, aggregators, aggregatorNames, type AggregatorName, type Aggr
 /** Dynamic loss weightings (GradNorm, uncertainty, DWA, RLW, GLS, IMTL-L, STCH, FAMO, DB-MTL) over per-task loss values. */
 export * as weighting from "./weighting/index.js";
 export { createWeighting, weightingNames, weightingRequirements } from "./weighting/index.js";
+/** Adam and SGD that update each variable and its slots in one pass on wasm (same numbers as tf.train). */
+export { FusedAdam, FusedSGD, fusedAdam, fusedSgd, type FusedUpdateCounts } from "./backend/fused-optimizers.js";
