@@ -253,3 +253,32 @@ test("bad balancing options: unknown names list the valid ones; conflicting or m
   assert.throws(() => new JointTrainer({ ...base, aggregator: "mgda", shared: [stray] }), /shared variables stray_var are not among the variables being trained/);
   stray.dispose();
 });
+
+test("seeded and stateful aggregators by name keep per-trainer state: graddrop advances its seed, gradvac keeps its targets", async () => {
+  const { GradVac } = await import("../src/aggregation/index.js");
+  const run = (aggregator: JointTrainerOptions["aggregator"]) => {
+    const n = net(21);
+    const trainer = new JointTrainer({ model: n.model, optimizer: tf.train.sgd(0.05), tasks: tasks(), shared: n.trunkLayer, aggregator });
+    const weights: number[][] = [];
+    for (let s = 0; s < 6; s++) {
+      const { x, y } = batch(16, 40 + s);
+      weights.push(Object.values(trainer.step(x, y).weights));
+      tf.dispose([x, y.a, y.b]);
+    }
+    return { weights, after: snapshot(n.vars) };
+  };
+  let calls = 0;
+  // GradDrop (two tasks suffice: its sign mask is random) by name must draw a new mask each step.
+  const dropByName = run("graddrop");
+  const dropByHand = run((J: number[][]) => aggregate("graddrop", J, { seed: calls++ }));
+  assertClose(dropByName.after, dropByHand.after, 0, "graddrop by name vs a seed advanced by hand");
+  const dropFixedSeed = run((J: number[][]) => aggregate("graddrop", J, { seed: 0 }));
+  assert.ok(dropByName.weights.some((w, i) => w.some((v, j) => v !== dropFixedSeed.weights[i]![j])), "graddrop by name reused one seed every step");
+  const gradvacByName = run({ name: "gradvac", options: { beta: 0.5 } });
+  const gradvacInstance = run(new GradVac({ beta: 0.5 }));
+  assertClose(gradvacByName.after, gradvacInstance.after, 0, "gradvac by name vs one GradVac instance");
+  // A fresh GradVac every step (the old behaviour) would forget its targets: check the state mattered.
+  const gradvacForgetful = run((J: number[][]) => new GradVac({ beta: 0.5 }).aggregate(J));
+  const differs = gradvacByName.weights.some((w, i) => w.some((v, j) => Math.abs(v - gradvacForgetful.weights[i]![j]!) > 1e-9));
+  assert.ok(differs, "GradVac with kept targets gave the same weights as a fresh GradVac each step");
+});

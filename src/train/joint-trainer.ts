@@ -3,7 +3,7 @@ import { batchRows, trainable, uniqueVariables, type Inputs, type Trainable } fr
 import { checkLabels, checkWeight, resolveTasks, type ResolvedTask, type Task } from "./tasks.js";
 import { computeMetric } from "./metrics.js";
 import { OptimizerGroups } from "./optimizer-groups.js";
-import { aggregate, aggregatorNames, aggregators, type Aggregation, type AggregatorName } from "../aggregation/index.js";
+import { aggregate, aggregatorNames, aggregators, GradVac, type Aggregation, type AggregatorName } from "../aggregation/index.js";
 import { createWeighting, weightingNames, weightingRequirements, type Weighting, type WeightingRequirement } from "../weighting/index.js";
 import {
   gradientMatrix, perTaskVariableGrads, representationGradients, resolveShared, unflatten,
@@ -619,6 +619,18 @@ function resolveAggregator(spec: string | AggregatorSpec | AggregatorObject | Ag
   const accepted: readonly string[] = aggregators[name as AggregatorName].options;
   for (const key of Object.keys(options)) {
     if (!accepted.includes(key)) throw new Error(`JointTrainer: unknown option ${JSON.stringify(key)} for aggregator ${name}; it accepts ${accepted.length ? accepted.join(", ") : "no options"}.`);
+  }
+  // GradVac keeps targets between steps: one instance per trainer, not a fresh call each step.
+  if (name === "gradvac") {
+    const instance = new GradVac(options as { beta?: number; seed?: number });
+    return { name, run: (J) => instance.aggregate(J) };
+  }
+  // PCGrad and GradDrop are random per step in their papers: advance the seed every call, so two
+  // steps never reuse one projection order or drop mask (and a run stays reproducible by seed).
+  if (name === "pcgrad" || name === "graddrop") {
+    const base = typeof options.seed === "number" ? options.seed : 0;
+    let calls = 0;
+    return { name, run: (J) => aggregate(name, J, { ...options, seed: base + calls++ }) };
   }
   return { name, run: (J) => aggregate(name, J, options) };
 }
