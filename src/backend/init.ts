@@ -47,7 +47,8 @@ export interface InitBackendOptions {
   log?: (line: string) => void;
   /**
    * Register jointly's faster kernels for the chosen backend (default true; `JOINTLY_FAST_PATHS=0`
-   * turns them off). On wasm: matrix products that always take the XNNPACK path.
+   * turns them off). On wasm: matrix products that always take the XNNPACK path, and the kernels the
+   * backend lacks (`UnsortedSegmentSum`, needed to train `tf.layers.embedding` / differentiate `tf.gather`).
    */
   fastPaths?: boolean;
 }
@@ -61,11 +62,24 @@ let restoreFastPaths: (() => void) | undefined;
 async function applyFastPaths(name: BackendName, enabled: boolean): Promise<string[]> {
   restoreFastPaths?.();
   restoreFastPaths = undefined;
-  if (!enabled || name !== "wasm") return [];
+  if (name !== "wasm") return [];
+  // Missing kernels are a matter of correctness, not speed (without UnsortedSegmentSum no gather or
+  // embedding can be trained on wasm), so they are added even when the fast paths are switched off.
+  const { registerMissingWasmKernels } = await import("./wasm-kernels.js");
+  const missing = registerMissingWasmKernels();
+  const added = missing.registered.includes("UnsortedSegmentSum") ? ["wasm-segment-sum"] : [];
+  if (!enabled) {
+    restoreFastPaths = () => missing.restore();
+    return added;
+  }
   const { registerFastWasmMatMul } = await import("./wasm-matmul.js");
-  const handle = registerFastWasmMatMul();
-  restoreFastPaths = () => handle.restore();
-  return ["wasm-matmul"];
+  const matmul = registerFastWasmMatMul();
+  restoreFastPaths = () => {
+    missing.restore();
+    matmul.restore();
+  };
+  // Reported only when ours is the kernel in use, not when the backend already had one.
+  return ["wasm-matmul", ...added];
 }
 
 const TF_NAME: Record<BackendName, string> = {
