@@ -1,0 +1,168 @@
+/**
+ * The worker side of the distributed job queue: take training jobs from Redis (BullMQ), run each
+ * with {@link runTrainingJob}, report progress, and hand a job back when shutting down early.
+ */
+import { UnrecoverableError, WaitingError, Worker, type Job } from "bullmq";
+import { hostname } from "node:os";
+import { runTrainingJob, validateJobSpec, type TrainingJobResult, type TrainingJobSpec } from "../parallel/job.js";
+import { DEFAULT_QUEUE_NAME, connectionOptions, describeConnection, probeRedis, type QueueConnection } from "./connection.js";
+
+/** What a worker sends with `job.updateProgress` while training. */
+export interface TrainingProgress {
+  /** The epoch just finished (as `fit` counts them). */
+  epoch: number;
+  /** Epochs in the job. */
+  epochs: number;
+  /** Mean training loss of that epoch. */
+  loss: number;
+  /** The worker's name. */
+  worker: string;
+}
+
+/** Options of {@link startWorker}. */
+export interface StartWorkerOptions {
+  connection: QueueConnection;
+  /** Default `"jointly-train"`. */
+  queueName?: string;
+  /** Jobs run at once in this process (default 1; they share one thread, so more rarely helps). */
+  concurrency?: number;
+  /** How long a job's lock lasts without renewal (default 30 000 ms); the lock is renewed every half of it while the job runs. */
+  lockDuration?: number;
+  /** How often this worker looks for jobs whose worker stopped renewing the lock (default 30 000 ms). */
+  stalledInterval?: number;
+  /** How often a job may be taken back from a dead worker before it fails for good (default 1). */
+  maxStalledCount?: number;
+  /** Name shown in logs and in each result's `worker` column (default `host-pid`). */
+  name?: string;
+  /** Where log lines go (default `console.log`); `false` for none. */
+  log?: ((line: string) => void) | false;
+  /** How long to wait for Redis to accept a connection at start (default 10 000 ms). */
+  connectTimeoutMs?: number;
+  /** Minimum time between two progress reports of one job (default 250 ms; the last epoch is always sent). */
+  progressEveryMs?: number;
+}
+
+/** A running worker. */
+export interface QueueWorker {
+  name: string;
+  worker: Worker<TrainingJobSpec, TrainingJobResult>;
+  /** Ids of the jobs this worker is running now. */
+  running(): string[];
+  /**
+   * Stop taking jobs and close. By default running jobs are finished first; with `release: true`
+   * they are handed back to the queue at once (another worker restarts them from scratch).
+   */
+  close(options?: { release?: boolean }): Promise<void>;
+  /** Hand running jobs back to the queue now (used by a second Ctrl-C while closing). */
+  release(): void;
+}
+
+function positive(value: number | undefined, name: string, integer: boolean): void {
+  if (value === undefined) return;
+  if (typeof value !== "number" || !(value > 0) || (integer && !Number.isInteger(value)) || !Number.isFinite(value)) {
+    throw new Error(`startWorker: ${name} must be ${integer ? "an integer >= 1" : "a number > 0"}, but got ${JSON.stringify(value)}.`);
+  }
+}
+
+const RELEASED = Symbol("released");
+
+/**
+ * Start a BullMQ worker that runs training jobs: each job's data is a {@link TrainingJobSpec}, run
+ * with {@link runTrainingJob} (which saves the model to `join(outDir, id)`, atomically, so a retry
+ * overwrites the same folder); its return value is the {@link TrainingJobResult}. A spec that is not
+ * valid fails at once without retries. Logs `started job ID`, `finished job ID`, `failed job ID`.
+ * Resolves once connected to Redis.
+ */
+export async function startWorker(options: StartWorkerOptions): Promise<QueueWorker> {
+  const { queueName = DEFAULT_QUEUE_NAME, concurrency = 1, lockDuration, stalledInterval, maxStalledCount, progressEveryMs = 250 } = options;
+  positive(concurrency, "concurrency", true);
+  positive(lockDuration, "lockDuration", false);
+  positive(stalledInterval, "stalledInterval", false);
+  if (maxStalledCount !== undefined && (!Number.isInteger(maxStalledCount) || maxStalledCount < 0)) throw new Error(`startWorker: maxStalledCount must be an integer >= 0, but got ${JSON.stringify(maxStalledCount)}.`);
+  const name = options.name ?? `${hostname()}-${process.pid}`;
+  const log = options.log === false ? () => {} : options.log ?? ((line: string) => console.log(line));
+  const say = (line: string): void => log(`[worker ${name}] ${line}`);
+  const connection = connectionOptions(options.connection);
+  const running = new Set<string>();
+  await probeRedis(options.connection, options.connectTimeoutMs ?? 10_000, "startWorker");
+
+  const processor = async (job: Job<TrainingJobSpec, TrainingJobResult>, token?: string, signal?: AbortSignal): Promise<TrainingJobResult> => {
+    const id = job.id as string;
+    let spec: TrainingJobSpec;
+    try {
+      spec = validateJobSpec(job.data);
+    } catch (err) {
+      // A malformed spec fails the same way every time: do not spend retries on it.
+      throw new UnrecoverableError(`job ${id}: ${(err as Error).message}`);
+    }
+    say(`started job ${id} (attempt ${job.attemptsStarted}${job.opts.attempts ? ` of ${job.opts.attempts}` : ""}, ${spec.hyper.epochs} epochs)`);
+    running.add(id);
+    let lastSent = 0;
+    const onProgress = (epoch: number, loss: number): void => {
+      const now = Date.now();
+      if (now - lastSent < progressEveryMs && epoch < spec.hyper.epochs) return;
+      lastSent = now;
+      const progress: TrainingProgress = { epoch, epochs: spec.hyper.epochs, loss, worker: name };
+      // Progress is advisory: a lost update must not fail the job (nor crash the process).
+      job.updateProgress(progress).catch(() => {});
+    };
+    // Resolves when the worker is asked to hand its jobs back (close({ release: true }) or a 2nd signal).
+    const released = new Promise<typeof RELEASED>((resolve) => {
+      if (signal?.aborted) resolve(RELEASED);
+      signal?.addEventListener("abort", () => resolve(RELEASED), { once: true });
+    });
+    const training = runTrainingJob(spec, onProgress);
+    try {
+      const outcome = await Promise.race([training, released]);
+      if (outcome === RELEASED) {
+        // The training keeps going in the background until the process exits; its result is dropped.
+        training.catch(() => {});
+        await job.moveToWait(token);
+        say(`released job ${id} back to the queue`);
+        throw new WaitingError();
+      }
+      say(`finished job ${id} in ${outcome.seconds.toFixed(1)} s (${Object.entries(outcome.metrics).filter(([k]) => k !== "initHash").map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")})`);
+      return outcome;
+    } finally {
+      running.delete(id);
+    }
+  };
+
+  const worker = new Worker<TrainingJobSpec, TrainingJobResult>(queueName, processor, {
+    connection,
+    concurrency,
+    name,
+    ...(lockDuration !== undefined ? { lockDuration } : {}),
+    ...(stalledInterval !== undefined ? { stalledInterval } : {}),
+    ...(maxStalledCount !== undefined ? { maxStalledCount } : {}),
+    autorun: false,
+  });
+  worker.on("failed", (job, err) => {
+    if (!job || err?.name === "WaitingError") return;
+    const left = (job.opts.attempts ?? 1) - job.attemptsMade;
+    say(`failed job ${job.id} (attempt ${job.attemptsMade} of ${job.opts.attempts ?? 1}${left > 0 && err?.name !== "UnrecoverableError" ? ", will be retried" : ", final"}): ${err?.message}`);
+  });
+  worker.on("stalled", (jobId) => say(`job ${jobId} stalled (its worker stopped renewing the lock); moved back to the queue`));
+  worker.on("error", (err) => say(`error: ${err.message}`));
+
+  await worker.waitUntilReady();
+  void worker.run().catch((err: Error) => say(`stopped: ${err.message}`));
+  say(`ready on queue "${queueName}" at ${describeConnection(options.connection)} (concurrency ${concurrency})`);
+
+  const release = (): void => {
+    if (running.size > 0) say(`releasing ${[...running].join(", ")}`);
+    worker.cancelAllJobs("worker shutting down");
+  };
+  return {
+    name,
+    worker,
+    running: () => [...running],
+    release,
+    async close({ release: now = false } = {}) {
+      const closing = worker.close();
+      if (now) release();
+      await closing;
+      say("closed");
+    },
+  };
+}

@@ -1,0 +1,104 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as tf from "@tensorflow/tfjs";
+import { initBackend } from "../src/backend/init.js";
+import { fileSystemIO } from "../src/parallel/model-files.js";
+
+await initBackend({ report: false });
+
+const root = mkdtempSync(join(tmpdir(), "jointly-files-"));
+test.after(() => rmSync(root, { recursive: true, force: true }));
+
+function model(seed: number) {
+  const input = tf.input({ shape: [3] });
+  const h = tf.layers.dense({ units: 5, activation: "tanh", kernelInitializer: tf.initializers.glorotUniform({ seed }) }).apply(input) as tf.SymbolicTensor;
+  const out = tf.layers.dense({ units: 2, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1 }), biasInitializer: tf.initializers.constant({ value: 0.25 }) }).apply(h) as tf.SymbolicTensor;
+  return tf.model({ inputs: input, outputs: out });
+}
+
+const probe = tf.tensor2d([[0.1, -2, 3], [1, 1, 1], [-0.5, 0.3, 0.9]]);
+
+test("save then load gives a model that predicts identically, metadata included", async () => {
+  const dir = join(root, "round-trip");
+  const m = model(1);
+  m.setUserDefinedMetadata({ note: "hello" });
+  const result = await m.save(fileSystemIO(dir));
+  assert.ok((result.modelArtifactsInfo.weightDataBytes ?? 0) > 0, "weights were written");
+  assert.deepEqual(readdirSync(dir).sort(), ["model.json", "weights.bin"]);
+  const loaded = await tf.loadLayersModel(fileSystemIO(dir));
+  const a = tf.tidy(() => (m.predict(probe) as tf.Tensor).dataSync());
+  const b = tf.tidy(() => (loaded.predict(probe) as tf.Tensor).dataSync());
+  assert.deepEqual(Array.from(b), Array.from(a));
+  assert.deepEqual(loaded.getUserDefinedMetadata(), { note: "hello" });
+  m.dispose();
+  loaded.dispose();
+});
+
+test("a failing weights write leaves no model.json and no temporary files", async () => {
+  const dir = join(root, "fails");
+  const io = fileSystemIO(dir, {
+    fileOps: {
+      writeFile: async (path) => {
+        writeFileSync(path, "partial"); // the disk got some bytes, then the write failed
+        throw new Error("disk full (simulated)");
+      },
+    },
+  });
+  const m = model(2);
+  await assert.rejects(m.save(io), /saving the model to .*fails failed, nothing was published: disk full \(simulated\)/);
+  assert.deepEqual(readdirSync(dir), []);
+  await assert.rejects(tf.loadLayersModel(fileSystemIO(dir)), /no saved model in .*\(model.json is missing\)/);
+  m.dispose();
+});
+
+test("a failed overwrite keeps the previous model loadable and unchanged", async () => {
+  const dir = join(root, "overwrite");
+  const first = model(3);
+  await first.save(fileSystemIO(dir));
+  const before = readFileSync(join(dir, "weights.bin"));
+  let calls = 0;
+  const failing = fileSystemIO(dir, {
+    fileOps: {
+      writeFile: async (path, data) => {
+        // The weights file is written first; fail the second file (model.json).
+        if (++calls === 2) throw new Error("interrupted (simulated)");
+        writeFileSync(path, data);
+      },
+    },
+  });
+  const second = model(4);
+  await assert.rejects(second.save(failing), /interrupted/);
+  assert.deepEqual(readdirSync(dir).sort(), ["model.json", "weights.bin"]);
+  assert.deepEqual(readFileSync(join(dir, "weights.bin")), before);
+  const loaded = await tf.loadLayersModel(fileSystemIO(dir));
+  const a = tf.tidy(() => Array.from((first.predict(probe) as tf.Tensor).dataSync()));
+  const b = tf.tidy(() => Array.from((loaded.predict(probe) as tf.Tensor).dataSync()));
+  assert.deepEqual(b, a);
+  [first, second, loaded].forEach((x) => x.dispose());
+});
+
+test("a crash between the two renames leaves no model.json (never one describing other weights)", async () => {
+  const dir = join(root, "between-renames");
+  await model(5).save(fileSystemIO(dir));
+  const io = fileSystemIO(dir, {
+    fileOps: {
+      rename: async (from, to) => {
+        if (to.endsWith("model.json")) throw new Error("power cut (simulated)");
+        const { renameSync } = await import("node:fs");
+        renameSync(from, to);
+      },
+    },
+  });
+  await assert.rejects(model(6).save(io), /power cut/);
+  assert.deepEqual(readdirSync(dir), ["weights.bin"]);
+});
+
+test("loading weights that do not match model.json is an error saying so", async () => {
+  const dir = join(root, "mismatch");
+  await model(7).save(fileSystemIO(dir));
+  writeFileSync(join(dir, "weights.bin"), new Uint8Array(12));
+  await assert.rejects(tf.loadLayersModel(fileSystemIO(dir)), /hold 12 bytes but model.json describes \d+/);
+});
