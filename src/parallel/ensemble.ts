@@ -5,7 +5,7 @@
  * the forward pass is a chain of rank-3 `tf.matMul`s, and the loss that is differentiated is the sum
  * of the members' own losses, so member i's gradient is exactly the gradient of its own loss. All the
  * TensorFlow.js optimizers act element by element, so one optimizer over the stacked variables makes
- * the same updates as M independent optimizers, one per member (Adam's step counter is shared, and
+ * the same updates as M independent optimizers (up to float32 rounding, since the batched matmul sums in another order), one per member (Adam's step counter is shared, and
  * every member steps together, so it is the same counter too).
  *
  * Seeding: member i, layer l (both from 0) starts from `tf.initializers.glorotUniform({ seed })`
