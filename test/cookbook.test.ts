@@ -78,7 +78,9 @@ test("the HTML report works in a real browser: no console errors, every notebook
         for (const c of charts) {
           const box = await c.boundingBox();
           assert.ok(box && box.width > 100 && box.height > 100, `a chart in ${r.html} is drawn at ${JSON.stringify(box)}`);
-          const marks = await c.$$("path[aria-roledescription='line mark'], path[aria-roledescription='area mark'], path[aria-roledescription='point'], path[aria-roledescription='symbol mark'], path[aria-roledescription='rect mark'], path[aria-roledescription='bar mark']");
+          // Vega puts every data mark (line, bar, point, rect, area, text) in a group classed
+          // "role-mark"; axes and legends are "role-axis" / "role-legend". A drawn chart has items there.
+          const marks = await c.$$("g[class*='role-mark'] > path, g[class*='role-mark'] > text, g[class*='role-mark'] > rect");
           assert.ok(marks.length >= 1, `a chart in ${r.html} has no data marks`);
         }
         await page.screenshot({ path: join(BUILD, "screenshots", `${r.name}.png`), fullPage: true });

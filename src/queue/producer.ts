@@ -127,7 +127,12 @@ async function closeQuietly(client: Queue | QueueEvents): Promise<void> {
 /** A finished job's outcome from its stored state. */
 function outcomeOf(job: Job, state: string, attemptsAllowed: number): JobOutcome {
   const base = { id: job.id as string, attempts: job.attemptsStarted ?? 0, stalls: job.stalledCounter ?? 0, worker: job.processedBy ?? null };
-  if (state === "completed") return { ...base, status: "ok", error: null, result: parseResult(job.returnvalue) };
+  if (state === "completed") {
+    const result = parseResult(job.returnvalue);
+    // Never report "ok" with the metrics silently missing.
+    if (!result) return { ...base, status: "failed", error: `completed, but its result could not be read (return value ${JSON.stringify(job.returnvalue)})`, result: null };
+    return { ...base, status: "ok", error: null, result };
+  }
   let reason = job.failedReason || "(no reason recorded)";
   if (/stalled more than allowable limit/.test(reason)) reason += ` (its worker died or stopped renewing its lock ${base.stalls} times; see maxStalledCount)`;
   return { ...base, status: "failed", error: `failed after ${job.attemptsMade || base.attempts} of ${job.opts.attempts ?? attemptsAllowed} attempts: ${reason}`, result: null };
@@ -218,8 +223,11 @@ export async function submitJobs(specs: readonly TrainingJobSpec[], options: Sub
     }
     checking.add(id);
     try {
-      const job = await queue.getJob(id);
-      const state = job ? await job.getState() : "missing";
+      // State first, then the job: BullMQ stores the return value and the final state in one step,
+      // so a job read after its state is final carries its result. Read the other way round, a job
+      // that finishes between the two reads would be recorded "completed" with no result.
+      const state = await queue.getJobState(id);
+      const job = state === "unknown" ? undefined : await queue.getJob(id);
       if (job && FINAL_STATES.has(state)) record(outcomeOf(job, state, attempts));
       // Someone removed or cleaned the job after we added it: it can no longer finish.
       else if (!job && added) record({ id, status: "failed", attempts: 0, stalls: 0, error: `the job was removed from queue "${queueName}" before it finished`, worker: null, result: null });
