@@ -20,6 +20,7 @@ import { createRequire } from "node:module";
 import { initBackend } from "../src/backend/init.js";
 import { registerFastWasmMatMul } from "../src/backend/wasm-matmul.js";
 import { WORKLOADS, WORKLOAD_IDS, type Form, type Runner, type WorkloadId } from "./workloads.js";
+import { measureFleetWorkers, type FleetWorkersResult } from "./fleet-workers.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, "..");
@@ -45,6 +46,28 @@ function median(xs: number[]): number {
 
 const round = (x: number, digits = 2): number => Number(x.toFixed(digits));
 
+/**
+ * Matmul FLOPs of one training step, from the workload definitions in bench/workloads.ts: a dense
+ * layer of a batch of m rows from k to n units costs 2·m·k·n forward, as much again for dW, and as
+ * much again for dX, which is skipped when nothing upstream needs a gradient (a first layer; B's
+ * input in W4's B turn). Passes [m, k, n, matmuls]; matmuls = 3 (fwd, dW, dX), 2 (fwd + one
+ * gradient) or 1 (forward only). Element-wise ops, gathers and the optimizer are not counted.
+ */
+const MATMULS: Record<WorkloadId, [number, number, number, number][]> = {
+  W1: [[256, 32, 64, 2], [256, 64, 64, 3], [256, 64, 2, 3], [256, 64, 1, 3]],
+  W2: [[1024, 32, 512, 2], [1024, 512, 512, 3], [1024, 512, 2, 3], [1024, 512, 1, 3]],
+  // Tables are trained, so the first dense layers also need dX (it flows into the lookups).
+  W3: [[1024, 128, 64, 3], [1024, 64, 1, 3], [1024, 144, 64, 3], [1024, 64, 1, 3]],
+  // A's turn: A's layers (first: fwd + dW), B's layers frozen (fwd + dX). B's turn: A forward only, B's first layer fwd + dW.
+  W4: [[512, 32, 64, 2], [512, 64, 16, 3], [512, 16, 64, 2], [512, 64, 1, 2], [512, 32, 64, 1], [512, 64, 16, 1], [512, 16, 64, 2], [512, 64, 1, 3]],
+  // Joint step, then per task ||dL_i/dW2||: layer-2 fwd + dW and the head's fwd + dX, three times.
+  W5: [[512, 32, 256, 2], [512, 256, 256, 3], [512, 256, 1, 3], [512, 256, 1, 3], [512, 256, 1, 3], ...[0, 1, 2].flatMap(() => [[512, 256, 256, 2], [512, 256, 1, 2]] as [number, number, number, number][])],
+  W6: Array.from({ length: 64 }, () => [[256, 32, 64, 2], [256, 64, 1, 3]] as [number, number, number, number][]).flat(),
+};
+const stepFlops = (id: WorkloadId): number => MATMULS[id].reduce((sum, [m, k, n, times]) => sum + 2 * m * k * n * times, 0);
+/** Effective GFLOP/s: the step's matmul FLOPs over the whole step's time. */
+const gflops = (id: WorkloadId, ms: number | undefined): number | undefined => (ms === undefined || !(ms > 0) ? undefined : stepFlops(id) / (ms * 1e6));
+
 // -----------------------------------------------------------------------------------------------
 // Child: time one workload.
 
@@ -63,6 +86,8 @@ interface ChildResult {
   fastPaths: string[];
   forms: Partial<Record<Form, FormResult>>;
   stockWasm?: FormResult;
+  /** W6 only: the fleet split across 2 worker threads (bench/fleet-workers.ts). */
+  workers?: FleetWorkersResult;
   tensorsAfter: number;
   tensorCounts: number[];
   tensorGrowth: number;
@@ -152,6 +177,8 @@ async function child(id: WorkloadId): Promise<void> {
 
   const tensorsAfter = tf.memory().numTensors;
   for (const [, r] of runners) r.dispose();
+  // After this process's own forms are freed, so the workers do not share the heap with them.
+  const workers = id === "W6" ? await measureFleetWorkers(QUICK) : undefined;
   const result: ChildResult = {
     id,
     title: def.title,
@@ -159,6 +186,7 @@ async function child(id: WorkloadId): Promise<void> {
     fastPaths: info.fastPaths,
     forms,
     stockWasm,
+    workers,
     tensorsAfter,
     tensorCounts: counts,
     tensorGrowth: Math.max(...counts) - (counts[0] as number),
@@ -239,7 +267,8 @@ async function parent(): Promise<void> {
     results.push(c);
     const f = c.forms;
     console.log(
-      `${id} ${c.title}: jointly ${fmt(f.jointly?.ms, 2)} | raw ${fmt(f.raw?.ms, 2)}${f.ensemble ? ` | ensemble ${fmt(f.ensemble.ms, 2)}` : ""}` +
+      `${id} ${c.title}: jointly ${fmt(f.jointly?.ms, 2)} | fused ${fmt(f.fused?.ms, 2)} | raw ${fmt(f.raw?.ms, 2)}${f.ensemble ? ` | ensemble ${fmt(f.ensemble.ms, 2)}` : ""}` +
+        `${c.workers ? ` | 2 workers: fleet ${fmt(c.workers.fused_2workers, 2)} (1 thread ${fmt(c.workers.fused_1thread, 2)}), ensemble ${fmt(c.workers.ensemble_2workers, 2)} (1 thread ${fmt(c.workers.ensemble_1thread, 2)}), control speed-up ${c.workers.spin_speedup}x` : ""}` +
         `${c.stockWasm ? ` | stock wasm ${fmt(c.stockWasm.ms, 2)}` : ""} ms/step; tensors ${c.tensorsAfter} (growth ${c.tensorGrowth}); peak RSS ${c.peakRssMB} MB`,
     );
   }
@@ -252,9 +281,16 @@ async function parent(): Promise<void> {
 
   const json: Record<string, unknown> = {};
   const rows: string[] = [];
+  const flopLines: string[] = [];
+  const workerRows: string[] = [];
   for (const c of results) {
     const f = c.forms;
-    const lib = f.jointly?.ms;
+    const stock = f.jointly?.ms;
+    const fused = f.fused?.ms;
+    // "jointly" is the library's fastest configuration measured (stock or fused Adam).
+    const libs = [stock, fused].filter((x): x is number => x !== undefined);
+    const lib = libs.length ? Math.min(...libs) : undefined;
+    const libConfig = lib === undefined ? undefined : lib === fused ? "fusedAdam" : "tf.train.adam";
     const raw = f.raw?.ms;
     const basis = lib ?? raw;
     const t1 = torchMs("1", c.id);
@@ -263,17 +299,26 @@ async function parent(): Promise<void> {
     const entry: Record<string, unknown> = {
       title: c.title,
       jointly: lib ?? null,
+      jointly_config: libConfig,
+      jointly_stock_adam: stock ?? null,
+      jointly_fused_adam: fused ?? null,
       raw: raw ?? null,
       jointly_note: lib === undefined ? "raw only: the library has no API for this workload yet" : undefined,
       jointly_over_raw: lib !== undefined && raw !== undefined ? round(lib / raw, 3) : undefined,
+      // Library overhead, like for like: the same optimizer (stock Adam) as the raw loop.
+      stock_jointly_over_raw: stock !== undefined && raw !== undefined ? round(stock / raw, 3) : undefined,
       stock_wasm: c.stockWasm?.ms,
-      fast_kernel_speedup: c.stockWasm && lib ? round(c.stockWasm.ms / lib, 2) : undefined,
+      fast_kernel_speedup: c.stockWasm && stock ? round(c.stockWasm.ms / stock, 2) : undefined,
       torch_1t: t1 !== undefined ? round(t1, 3) : undefined,
       torch: tDefault !== undefined ? round(tDefault, 3) : undefined,
       torch_threads: t?.default_threads,
       [`torch_${mtKey}t`]: mtKey && mtKey !== "1" && tMt !== undefined ? round(tMt, 3) : undefined,
       ratio_vs_torch_1t: basis !== undefined && t1 ? round(basis / t1, 2) : undefined,
       ratio_basis: lib !== undefined ? "jointly" : "raw",
+      matmul_gflop_per_step: round(stepFlops(c.id) / 1e9, 4),
+      gflops_jointly: round(gflops(c.id, lib) ?? NaN, 2),
+      gflops_raw: round(gflops(c.id, raw) ?? NaN, 2),
+      gflops_torch_1t: t1 !== undefined ? round(gflops(c.id, t1) ?? NaN, 2) : undefined,
       backend: c.backend,
       fast_paths: c.fastPaths,
       tensors_after: c.tensorsAfter,
@@ -293,19 +338,32 @@ async function parent(): Promise<void> {
         ratio_ensemble_vs_torch_ensemble_1t: te1 ? round(f.ensemble.ms / te1, 2) : undefined,
       });
     }
+    if (c.workers) entry.two_workers = c.workers;
     json[c.id] = entry;
-    const libCell = lib !== undefined ? fmt(lib, 2) : "raw only";
-    const ratio = basis !== undefined && t1 ? `${(basis / t1).toFixed(1)}x${lib === undefined ? " (raw)" : ""}` : "–";
+    const libCell = lib !== undefined ? `${fmt(lib, 2)}${libConfig === "fusedAdam" ? " (f)" : ""}` : "raw only";
+    const ratio = basis !== undefined && t1 ? `${(basis / t1).toFixed(2)}x${lib === undefined ? " (raw)" : ""}` : "–";
     rows.push(
-      `| ${c.id} | ${c.title} | ${libCell} | ${fmt(raw, 2)} | ${lib !== undefined && raw !== undefined ? (lib / raw).toFixed(2) : "–"} | ` +
-        `${c.stockWasm ? `${fmt(c.stockWasm.ms)} (${(c.stockWasm.ms / (lib ?? NaN)).toFixed(1)}x)` : "–"} | ${fmt(t1, 2)} | ${fmt(tMt, 2)} | ${ratio} | ` +
+      `| ${c.id} | ${c.title} | ${libCell} | ${fmt(stock, 2)} | ${fmt(fused, 2)} | ${fmt(raw, 2)} | ${stock !== undefined && raw !== undefined ? (stock / raw).toFixed(2) : "–"} | ${lib !== undefined && raw !== undefined ? (lib / raw).toFixed(2) : "–"} | ` +
+        `${c.stockWasm ? `${fmt(c.stockWasm.ms)} (${(c.stockWasm.ms / (stock ?? NaN)).toFixed(1)}x)` : "–"} | ${fmt(t1, 2)} | ${fmt(tMt, 2)} | ${ratio} | ` +
         `${c.tensorsAfter} (${c.tensorGrowth >= 0 ? "+" : ""}${c.tensorGrowth}) | ${fmt(c.peakRssMB, 0)} |`,
     );
+    const g = (ms: number | undefined): string => fmt(gflops(c.id, ms), 2);
+    flopLines.push(`- ${c.id}: ${(stepFlops(c.id) / 1e6).toFixed(1)} MFLOP of matmuls per step; jointly ${g(lib)} GFLOP/s, raw tfjs ${g(raw)}, torch 1 thread ${g(t1)}, torch ${mtKey ?? "N"} threads ${g(tMt)}.`);
     if (f.ensemble) {
       const te1 = torchMs("1", "W6_ensemble");
       const teMt = torchMs(mtKey, "W6_ensemble");
       rows.push(
-        `| W6e | same fleet, vectorised ensemble (rank-3 tf.matMul, one Adam) | – | ${fmt(f.ensemble.ms, 2)} | – | – | ${fmt(te1, 2)} | ${fmt(teMt, 2)} | ${te1 ? `${(f.ensemble.ms / te1).toFixed(1)}x` : "–"} | (same process as W6) | |`,
+        `| W6e | same fleet, vectorised ensemble (rank-3 tf.matMul, one Adam) | – | – | – | ${fmt(f.ensemble.ms, 2)} | – | – | – | ${fmt(te1, 2)} | ${fmt(teMt, 2)} | ${te1 ? `${(f.ensemble.ms / te1).toFixed(2)}x (raw)` : "–"} | (same process as W6) | |`,
+      );
+      flopLines.push(`- W6e: same FLOPs; hand-written ensemble ${g(f.ensemble.ms)} GFLOP/s, torch ensemble 1 thread ${g(te1)}.`);
+    }
+    if (c.workers) {
+      const w = c.workers;
+      const te1 = torchMs("1", "W6_ensemble");
+      workerRows.push(
+        `| W6 fleet, 64 JointTrainers (fusedAdam) | ${fmt(w.fused_1thread, 2)} | ${fmt(w.fused_2workers, 2)} | ${(w.fused_1thread / w.fused_2workers).toFixed(2)}x | ${fmt(t1, 2)} | ${fmt(tMt, 2)} | ${t1 ? `${(w.fused_2workers / t1).toFixed(2)}x` : "–"} |`,
+        `| W6 VectorizedEnsemble (src/parallel/ensemble.ts) | ${fmt(w.ensemble_1thread, 2)} | ${fmt(w.ensemble_2workers, 2)} | ${(w.ensemble_1thread / w.ensemble_2workers).toFixed(2)}x | ${fmt(te1, 2)} | ${fmt(torchMs(mtKey, "W6_ensemble"), 2)} | ${te1 ? `${(w.ensemble_2workers / te1).toFixed(2)}x` : "–"} |`,
+        `| control: pure JS loop (the speed-up two threads could get at the time) | | | ${w.spin_speedup}x | | | |`,
       );
     }
   }
@@ -338,15 +396,29 @@ async function parent(): Promise<void> {
     "",
     "ms per training step (forward, backward, optimizer update, loss read back as a number), median of repetitions after warm-up.",
     "",
-    `| id | workload | jointly | raw tfjs | jointly/raw | stock wasm (gain) | torch 1 thread | torch ${mtKey ?? "N"} threads | jointly/torch 1t | tensors after (growth) | peak RSS MB |`,
-    "|---|---|---|---|---|---|---|---|---|---|---|",
+    `| id | workload | jointly (best) | jointly, tf.train.adam | jointly, fusedAdam | raw tfjs | jointly/raw, same Adam | best/raw | stock wasm (gain) | torch 1 thread | torch ${mtKey ?? "N"} threads | jointly/torch 1t | tensors after (growth) | peak RSS MB |`,
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ...rows,
     "",
-    "- jointly: `JointTrainer` (W6: one per model). raw: `tf.variableGrads` + `optimizer.applyGradients` by hand. \"raw only\": the library has no API for this workload yet; the ratio then uses the raw loop.",
-    "- stock wasm: the jointly way with tfjs-wasm's own matmul kernels (jointly's overrides removed); gain = stock / jointly.",
+    "- jointly (best): the library's fastest configuration measured, `(f)` when that is `fusedAdam`. The library form is `JointTrainer` (W4: `AlternatingTrainer`, one bench step = A's turn + B's turn; W5: `JointTrainer` with `weighting: { name: \"gradnorm\", options: { alpha: 1.5, lr: 1e-2 } }`; W6: one `JointTrainer` per model). raw: `tf.variableGrads` + `tf.train.adam`'s `applyGradients` by hand. jointly/raw, same Adam: the library's overhead over the hand loop, both with `tf.train.adam`.",
+    "- stock wasm: the jointly way (tf.train.adam) with tfjs-wasm's own matmul kernels (jointly's overrides removed); gain = stock / jointly.",
     "- tensors after: `tf.memory().numTensors` with the workload's models alive after the last repetition; growth: change from the end of warm-up (0 = no leak).",
     "- peak RSS: the workload's own Node process (each workload runs in a separate process).",
     ...(torch.message ? [`- ${torch.message}`] : []),
+    ...(workerRows.length
+      ? [
+          "",
+          "W6 on two cores: the fleet split across 2 `worker_threads` (32 models each, each worker its own single-threaded tfjs-wasm backend), against the same code on one thread (also in a worker). Blocks of steps, no synchronisation within a block (the models are independent).",
+          "",
+          `| form | 1 thread | 2 workers | speed-up | torch 1 thread | torch ${mtKey ?? "N"} threads | 2 workers/torch 1t |`,
+          "|---|---|---|---|---|---|---|",
+          ...workerRows,
+        ]
+      : []),
+    "",
+    "GFLOP/s: matmul FLOPs of a step from the workload definitions (2·m·k·n per matmul; forward, dW, and dX where a gradient flows further up) over the measured time of the whole step, so per-op overhead and the optimizer lower it.",
+    "",
+    ...flopLines,
     "",
   ].join("\n");
 

@@ -1,7 +1,9 @@
 /**
  * The six benchmark workloads of `npm run bench`, each in the forms that are timed:
  *
- * - `jointly`: the library's way (JointTrainer), where the library has an API for it;
+ * - `jointly`: the library's way (JointTrainer; W4 AlternatingTrainer; W5 JointTrainer with the
+ *   "gradnorm" weighting) with stock `tf.train.adam`;
+ * - `fused`: the same with the library's `fusedAdam` (one JS pass per small variable);
  * - `raw`: a hand-written TensorFlow.js loop (`tf.variableGrads` + `optimizer.applyGradients`);
  * - `ensemble` (W6 only): 64 models as stacked weights and rank-3 `tf.matMul`s, one Adam.
  *
@@ -12,7 +14,10 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { JointTrainer } from "../src/train/joint-trainer.js";
-import { trainable } from "../src/train/model.js";
+import { AlternatingTrainer } from "../src/train/alternating.js";
+import { GradNorm } from "../src/weighting/gradnorm.js";
+import { fusedAdam } from "../src/backend/fused-optimizers.js";
+import { trainable, type Trainable } from "../src/train/model.js";
 import { TableEmbedding } from "../src/layers/embedding.js";
 
 export type WorkloadId = "W1" | "W2" | "W3" | "W4" | "W5" | "W6";
@@ -24,18 +29,27 @@ export interface Runner {
   dispose(): void;
 }
 
-export type Form = "jointly" | "raw" | "ensemble";
+export type Form = "jointly" | "fused" | "raw" | "ensemble";
+
+/** The library forms: stock Adam and fused Adam. */
+export const LIBRARY_FORMS: readonly Form[] = ["jointly", "fused"];
 
 export interface WorkloadDef {
   id: WorkloadId;
   title: string;
   /** Forms available; `jointly` is absent where the library has no API for the workload yet. */
   forms: Form[];
-  /** Build one form. `batch` overrides the defined batch size (the tests use tiny batches). */
-  make(form: Form, opts?: { batch?: number }): Runner;
+  /**
+   * Build one form. `batch` overrides the defined batch size (the tests use tiny batches); `members`
+   * (W6 only) builds models from..to-1 of the fleet, with their own seeds (for splitting it across workers).
+   */
+  make(form: Form, opts?: { batch?: number; members?: [number, number] }): Runner;
 }
 
 const LR = 1e-3;
+
+/** The optimizer of a library form: stock Adam for `jointly`, the library's fused Adam for `fused`. */
+const adamFor = (form: Form, lr = LR): tf.Optimizer => (form === "fused" ? fusedAdam(lr) : tf.train.adam(lr));
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers: seeded weights and data, a raw step, losses written out with plain ops.
@@ -139,11 +153,11 @@ function twoHead(id: "W1" | "W2", width: number, batchDefault: number): Workload
   return {
     id,
     title: `two-head MLP 32-${width}-${width}, batch ${batchDefault}`,
-    forms: ["jointly", "raw"],
+    forms: ["jointly", "fused", "raw"],
     make(form, opts = {}) {
       const batch = opts.batch ?? batchDefault;
       const { x, labels, yReg } = twoHeadData(batch);
-      if (form === "jointly") {
+      if (form === "jointly" || form === "fused") {
         const input = tf.input({ shape: [32] });
         const l1 = tf.layers.dense({ units: width, activation: "relu", name: fresh("h1") });
         const l2 = tf.layers.dense({ units: width, activation: "relu", name: fresh("h2") });
@@ -156,7 +170,9 @@ function twoHead(id: "W1" | "W2", width: number, batchDefault: number): Workload
         setLayer(lc, denseInit(width, 2, 13));
         setLayer(lr, denseInit(width, 1, 14));
         const [outCls, outReg] = model.outputNames as [string, string];
-        const opt = tf.train.adam(LR);
+        const opt = adamFor(form);
+        // One-hot rows made once, as the raw loop does (class ids would cost a OneHot op per step).
+        const oneHot = tf.oneHot(labels, 2);
         const trainer = new JointTrainer({
           model,
           tasks: [
@@ -166,8 +182,11 @@ function twoHead(id: "W1" | "W2", width: number, batchDefault: number): Workload
           optimizer: opt,
         });
         return {
-          step: () => [trainer.step(x, { cls: labels, reg: yReg }).total],
-          dispose: () => disposeAll(x, labels, yReg, opt, model),
+          step: () => [trainer.step(x, { cls: oneHot, reg: yReg }).total],
+          dispose: () => {
+            trainer.dispose();
+            disposeAll(x, labels, yReg, oneHot, opt, model);
+          },
         };
       }
       if (form !== "raw") throw new Error(`${id} has no ${form} form`);
@@ -203,7 +222,7 @@ const CTX = 16;
 const W3: WorkloadDef = {
   id: "W3",
   title: `shared embeddings ${USERS}x${EMB} + ${ITEMS}x${EMB}, two models, batch 1024`,
-  forms: ["jointly", "raw"],
+  forms: ["jointly", "fused", "raw"],
   make(form, opts = {}) {
     const batch = opts.batch ?? 1024;
     const users = tf.randomUniform([batch], 0, USERS, "int32", 41) as tf.Tensor1D;
@@ -212,7 +231,7 @@ const W3: WorkloadDef = {
     const yA = tf.tidy(() => tf.cast(tf.randomUniform([batch, 1], 0, 2, "int32", 44), "float32"));
     const yB = tf.tidy(() => tf.cast(tf.randomUniform([batch, 1], 0, 2, "int32", 45), "float32"));
     const data = [users, items, ctx, yA, yB];
-    if (form === "jointly") {
+    if (form === "jointly" || form === "fused") {
       const userTable = new TableEmbedding({ inputDim: USERS, outputDim: EMB, name: fresh("user") });
       const itemTable = new TableEmbedding({ inputDim: ITEMS, outputDim: EMB, name: fresh("item") });
       const flat = tf.layers.flatten();
@@ -246,7 +265,7 @@ const W3: WorkloadDef = {
         const r = x as Record<string, tf.Tensor>;
         return key === "a" ? [r.user as tf.Tensor, r.item as tf.Tensor] : [r.user as tf.Tensor, r.item as tf.Tensor, r.ctx as tf.Tensor];
       });
-      const opt = tf.train.adam(LR);
+      const opt = adamFor(form);
       const trainer = new JointTrainer({
         model,
         tasks: [
@@ -257,7 +276,10 @@ const W3: WorkloadDef = {
       });
       return {
         step: () => [trainer.step(inputs, { a: yA, b: yB }).total],
-        dispose: () => disposeAll(data, u2, i2, opt, modelA, modelB),
+        dispose: () => {
+          trainer.dispose();
+          disposeAll(data, u2, i2, opt, modelA, modelB);
+        },
       };
     }
     if (form !== "raw") throw new Error(`W3 has no ${form} form`);
@@ -292,9 +314,8 @@ const W3: WorkloadDef = {
 const W4: WorkloadDef = {
   id: "W4",
   title: "alternating A (32-64-16) / B (16-64-1), two Adams, batch 512",
-  forms: ["raw"],
+  forms: ["jointly", "fused", "raw"],
   make(form, opts = {}) {
-    if (form !== "raw") throw new Error(`W4 has no ${form} form (raw only)`);
     const batch = opts.batch ?? 512;
     const x = tf.randomNormal([batch, 32], 0, 1, "float32", 55);
     const y = tf.randomNormal([batch, 1], 0, 1, "float32", 56);
@@ -304,10 +325,29 @@ const W4: WorkloadDef = {
     const b2 = denseVars(64, 1, 54);
     const varsA = varsOf(a1, a2);
     const varsB = varsOf(b1, b2);
-    const optA = tf.train.adam(LR);
-    const optB = tf.train.adam(LR);
     const netA = (): tf.Tensor2D => applyDense(applyDense(x, a1, true), a2, false);
     const netB = (z: tf.Tensor): tf.Tensor2D => applyDense(applyDense(z, b1, true), b2, false);
+    if (form === "jointly" || form === "fused") {
+      // One bench step = A's turn then B's turn. Each turn is a fresh forward pass of A and B with
+      // only that turn's variables differentiated, which is the raw loop's computation: A through
+      // frozen B, then B on the updated A's output (A's ops are outside B's gradient path).
+      const optA = adamFor(form);
+      const optB = adamFor(form);
+      const trainer = new AlternatingTrainer<null>({
+        forward: () => ({ out: netB(netA()) }),
+        turns: [
+          { name: "A", variables: varsA, optimizer: optA, loss: (o) => meanSq(o.out as tf.Tensor, y) },
+          { name: "B", variables: varsB, optimizer: optB, loss: (o) => meanSq(o.out as tf.Tensor, y) },
+        ],
+      });
+      return {
+        step: () => [trainer.step(null).total, trainer.step(null).total],
+        dispose: () => disposeAll(x, y, varsA, varsB, optA, optB),
+      };
+    }
+    if (form !== "raw") throw new Error(`W4 has no ${form} form`);
+    const optA = tf.train.adam(LR);
+    const optB = tf.train.adam(LR);
     return {
       step: () => {
         // A through B; only A's variables get gradients, so B is frozen.
@@ -325,15 +365,25 @@ const W4: WorkloadDef = {
 
 // ---------------------------------------------------------------------------------------------
 // W5: GradNorm over three regression heads. Seeds: trunk 61, 62; heads 63..65; x 66; y 67..69.
+//
+// GradNorm as the library defines it (src/weighting/gradnorm.ts): weights w (start 1, sum 3) scale
+// the task losses; g_i = ||dL_i/dW|| on the trunk's last kernel W at this step's parameters; with
+// G_i = w_i g_i, r_i the relative inverse training rates and the target C_i = mean(G) r_i^alpha held
+// constant, w takes one Adam step (lr 1e-2) along d/dw sum_i |G_i - C_i| = sign(G_j - C_j) g_j, then
+// is floored at 1e-6 and renormalised to sum 3. (The original workload text learnt logits with
+// w = 3 softmax(logits); torch_bench.py still does. Either way the weight update is O(T) = 3 numbers
+// of work a step; the cost is in the three per-task backward passes, which are the same.) The raw
+// loop computes losses and norms by hand with tensors and uses the library's GradNorm class only
+// for that 3-number update, so raw and library do the same arithmetic.
 
 const GN_ALPHA = 1.5;
+const GN_LR = 1e-2;
 
 const W5: WorkloadDef = {
   id: "W5",
   title: "GradNorm, trunk 32-256-256, three MSE heads, batch 512",
-  forms: ["raw"],
+  forms: ["jointly", "fused", "raw"],
   make(form, opts = {}) {
-    if (form !== "raw") throw new Error(`W5 has no ${form} form (raw only)`);
     const batch = opts.batch ?? 512;
     const x = tf.randomNormal([batch, 32], 0, 1, "float32", 66);
     const ys = [67, 68, 69].map((s) => tf.randomNormal([batch, 1], 0, 1, "float32", s));
@@ -341,13 +391,39 @@ const W5: WorkloadDef = {
     const t2 = denseVars(256, 256, 62);
     const heads = [63, 64, 65].map((s) => denseVars(256, 1, s));
     const modelVars = varsOf(t1, t2, ...heads);
-    const w = tf.tidy(() => tf.variable(tf.zeros([3])));
+    if (form === "jointly" || form === "fused") {
+      const names = heads.map((_, i) => `y${i}`);
+      const model: Trainable = {
+        forward: (inputs) => {
+          const h = applyDense(applyDense(inputs as tf.Tensor, t1, true), t2, true);
+          return Object.fromEntries(heads.map((hd, i) => [names[i] as string, applyDense(h, hd, false)]));
+        },
+        variables: () => modelVars,
+        outputNames: () => names,
+      };
+      const opt = adamFor(form);
+      const trainer = new JointTrainer({
+        model,
+        tasks: names.map((name) => ({ name, loss: "mse" as const })),
+        optimizer: opt,
+        weighting: { name: "gradnorm", options: { alpha: GN_ALPHA, lr: GN_LR } },
+        shared: [t2.k],
+      });
+      const labels = Object.fromEntries(names.map((n, i) => [n, ys[i] as tf.Tensor]));
+      return {
+        step: () => [trainer.step(x, labels).total],
+        dispose: () => {
+          trainer.dispose();
+          disposeAll(x, ys, modelVars, opt);
+        },
+      };
+    }
+    if (form !== "raw") throw new Error(`W5 has no ${form} form`);
     const optModel: tf.Optimizer = tf.train.adam(LR);
-    const optW: tf.Optimizer = tf.train.adam(1e-2);
-    let initial: tf.Tensor1D | undefined;
+    const gn = new GradNorm({ numTasks: 3, alpha: GN_ALPHA, lr: GN_LR });
     return {
       step: () => {
-        const wt = tf.tidy(() => tf.mul(3, tf.softmax(w)));
+        const wt = gn.weights();
         let h1: tf.Tensor | undefined;
         let taskLosses: tf.Tensor1D | undefined;
         const { value, grads } = tf.variableGrads(() => {
@@ -356,7 +432,7 @@ const W5: WorkloadDef = {
           const h2 = applyDense(a, t2, true);
           const ls = tf.stack(heads.map((hd, i) => meanSq(applyDense(h2, hd, false), ys[i] as tf.Tensor))) as tf.Tensor1D;
           taskLosses = tf.keep(ls);
-          return tf.sum(tf.mul(ls, wt));
+          return tf.sum(tf.mul(ls, tf.tensor1d(wt)));
         }, modelVars);
         // ||d L_i / d W|| for the trunk's last kernel W, at the parameters of this step (before the update).
         const g = tf.tidy(() =>
@@ -368,23 +444,16 @@ const W5: WorkloadDef = {
             }),
           ),
         );
-        if (initial === undefined) initial = tf.keep(tf.clone(taskLosses as tf.Tensor1D));
-        const l0 = initial;
-        const target = tf.tidy(() => {
-          const ratio = tf.div(taskLosses as tf.Tensor1D, l0);
-          const rel = tf.div(ratio, tf.mean(ratio));
-          return tf.mul(tf.mean(tf.mul(wt, g)), tf.pow(rel, GN_ALPHA));
-        });
-        const gn = tf.variableGrads(() => tf.sum(tf.abs(tf.sub(tf.mul(tf.mul(3, tf.softmax(w)), g), target))), [w]);
         optModel.applyGradients(grads);
-        optW.applyGradients(gn.grads);
+        const norms = Array.from(g.dataSync());
+        const losses = Array.from((taskLosses as tf.Tensor1D).dataSync());
         const total = value.dataSync()[0] as number;
-        tf.dispose([value, gn.value, target, g, wt, h1 as tf.Tensor, taskLosses as tf.Tensor]);
+        gn.update({ losses, gradNorms: norms.map((n, i) => (wt[i] as number) * n) });
+        tf.dispose([value, g, h1 as tf.Tensor, taskLosses as tf.Tensor]);
         tf.dispose(grads);
-        tf.dispose(gn.grads);
         return [total];
       },
-      dispose: () => disposeAll(x, ys, modelVars, w, initial, optModel, optW),
+      dispose: () => disposeAll(x, ys, modelVars, optModel),
     };
   },
 };
@@ -397,36 +466,43 @@ export const FLEET = 64;
 const W6: WorkloadDef = {
   id: "W6",
   title: `fleet of ${FLEET} MLPs 32-64-1, batch 256 each, own Adam each`,
-  forms: ["jointly", "raw", "ensemble"],
+  forms: ["jointly", "fused", "raw", "ensemble"],
   make(form, opts = {}) {
     const batch = opts.batch ?? 256;
-    const xs = Array.from({ length: FLEET }, (_, k) => tf.randomNormal([batch, 32], 0, 1, "float32", 3000 + k));
-    const ys = Array.from({ length: FLEET }, (_, k) => tf.randomNormal([batch, 1], 0, 1, "float32", 4000 + k));
-    if (form === "jointly") {
-      const fleet = xs.map((x, k) => {
+    const [from, to] = opts.members ?? [0, FLEET];
+    const ids = Array.from({ length: to - from }, (_, i) => from + i);
+    const xs = ids.map((k) => tf.randomNormal([batch, 32], 0, 1, "float32", 3000 + k));
+    const ys = ids.map((k) => tf.randomNormal([batch, 1], 0, 1, "float32", 4000 + k));
+    if (form === "jointly" || form === "fused") {
+      const fleet = xs.map((x, i) => {
+        const k = ids[i] as number;
         const input = tf.input({ shape: [32] });
         const l1 = tf.layers.dense({ units: 64, activation: "relu", name: fresh(`m${k}_h`) });
         const l2 = tf.layers.dense({ units: 1, name: fresh(`m${k}_out`) });
         const model = tf.model({ inputs: input, outputs: l2.apply(l1.apply(input)) as tf.SymbolicTensor });
         setLayer(l1, denseInit(32, 64, 1000 + k));
         setLayer(l2, denseInit(64, 1, 2000 + k));
-        const opt = tf.train.adam(LR);
+        const opt = adamFor(form);
         const trainer = new JointTrainer({ model, tasks: [{ name: "y", output: model.outputNames[0] as string, loss: "mse" }], optimizer: opt });
-        return { model, opt, trainer, x, y: ys[k] as tf.Tensor };
+        return { model, opt, trainer, x, y: ys[i] as tf.Tensor };
       });
       return {
         step: () => fleet.map((m) => m.trainer.step(m.x, { y: m.y }).total),
         dispose: () => {
           disposeAll(xs, ys);
-          for (const m of fleet) disposeAll(m.opt, m.model);
+          for (const m of fleet) {
+            m.trainer.dispose();
+            disposeAll(m.opt, m.model);
+          }
         },
       };
     }
     if (form === "raw") {
-      const fleet = xs.map((x, k) => {
+      const fleet = xs.map((x, i) => {
+        const k = ids[i] as number;
         const d1 = denseVars(32, 64, 1000 + k);
         const d2 = denseVars(64, 1, 2000 + k);
-        const y = ys[k] as tf.Tensor;
+        const y = ys[i] as tf.Tensor;
         return { vars: varsOf(d1, d2), opt: tf.train.adam(LR), loss: () => meanSq(applyDense(applyDense(x, d1, true), d2, false), y) };
       });
       return {
@@ -441,7 +517,7 @@ const W6: WorkloadDef = {
     // acts element by element and the summed loss gives each model its own gradient, so this is the
     // same computation as 64 independent models with 64 Adams.
     const stacked = tf.tidy(() => {
-      const inits = Array.from({ length: FLEET }, (_, k) => [...denseInit(32, 64, 1000 + k), ...denseInit(64, 1, 2000 + k)]);
+      const inits = ids.map((k) => [...denseInit(32, 64, 1000 + k), ...denseInit(64, 1, 2000 + k)]);
       return {
         k1: tf.stack(inits.map((p) => p[0] as tf.Tensor)),
         b1: tf.expandDims(tf.stack(inits.map((p) => p[1] as tf.Tensor)), 1),

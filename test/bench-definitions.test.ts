@@ -50,3 +50,21 @@ for (const id of WORKLOAD_IDS) {
     }
   });
 }
+
+// W4 and W5 run library code with state between steps (turns, GradNorm's weights): the library and
+// raw forms must keep agreeing after the first step, not only on it.
+for (const id of ["W4", "W5"] as const) {
+  test(`${id}: library forms and raw agree on the losses of steps 1 to 4`, () => {
+    const forms = WORKLOADS[id].forms.filter((f) => f !== "ensemble");
+    const runners = forms.map((f) => WORKLOADS[id].make(f, { batch: BATCH }));
+    try {
+      for (let s = 0; s < 4; s++) {
+        const losses = runners.map((r) => r.step());
+        const raw = losses[forms.indexOf("raw")] as number[];
+        forms.forEach((f, i) => close(losses[i] as number[], raw, `${id} ${f} vs raw, step ${s + 1}`));
+      }
+    } finally {
+      for (const r of runners) r.dispose();
+    }
+  });
+}

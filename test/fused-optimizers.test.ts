@@ -86,10 +86,41 @@ test("FusedAdam on wasm: 50 steps give tf.train.adam's parameters and slots (abs
   assert.ok(slots.maxAbs <= TOL, `max |slot diff| ${slots.maxAbs}`);
   console.log(`  adam: max |param diff| ${params.maxAbs} (${params.differing} elements differ), max |slot diff| ${slots.maxAbs}`);
   assert.equal(fused.iterations, 50);
-  assert.deepEqual(fused.counts, { inPlace: 50 * a.length, copied: 0, composite: 0 });
+  assert.deepEqual(fused.counts, { inPlace: 50 * a.length, copied: 0, composite: 0, large: 0 });
   stock.dispose();
   fused.dispose();
   tf.dispose([...a, ...b]);
+});
+
+test("variables above maxFusedElements take the stock ops and still match tf.train.adam / tf.train.sgd", () => {
+  // A 128x128 kernel (16384 elements) is above both default thresholds; the small bias stays fused.
+  const make = (tag: string): tf.Variable[] =>
+    tf.tidy(() => [
+      tf.variable(tf.randomUniform([128, 128], -0.1, 0.1, "float32", 61), true, `${tag}_${++uid}_k`),
+      tf.variable(tf.randomUniform([128], -0.1, 0.1, "float32", 62), true, `${tag}_${uid}_b`),
+    ]);
+  const x = tf.randomNormal([16, 128], 0, 1, "float32", 63);
+  const y = tf.randomNormal([16, 128], 0, 1, "float32", 64);
+  const lossOf = (v: tf.Variable[]) => (): tf.Scalar => tf.mean(tf.squaredDifference(tf.tanh(tf.add(tf.matMul(x, v[0] as tf.Tensor2D), v[1]!)), y));
+  for (const [label, stock, fused] of [["adam", tf.train.adam(0.01), fusedAdam(0.01)], ["sgd", tf.train.sgd(0.05), fusedSgd(0.05)]] as const) {
+    assert.ok(128 * 128 > fused.maxFusedElements && 128 <= fused.maxFusedElements, `${label}: thresholds put the kernel above and the bias below`);
+    const a = make(`lgStock_${label}`);
+    const b = make(`lgFused_${label}`);
+    for (let s = 0; s < 20; s++) {
+      for (const [vars, opt] of [[a, stock], [b, fused]] as [tf.Variable[], tf.Optimizer][]) {
+        const { value, grads } = tf.variableGrads(lossOf(vars), vars);
+        opt.applyGradients(grads);
+        tf.dispose([value, ...Object.values(grads)]);
+      }
+    }
+    const diff = compare(a, b);
+    assert.ok(diff.maxAbs <= TOL, `${label}: max |param diff| ${diff.maxAbs}`);
+    assert.deepEqual(fused.counts, { inPlace: 20, copied: 0, composite: 0, large: 20 }, `${label}: kernel on the stock path, bias fused`);
+    stock.dispose();
+    fused.dispose();
+    tf.dispose([...a, ...b]);
+  }
+  tf.dispose([x, y]);
 });
 
 test("after an in-place update, XNNPACK's cached matmul operator sees the new weights", () => {
@@ -120,7 +151,7 @@ test("FusedSGD on wasm: 50 steps give tf.train.sgd's parameters (abs 1e-6), in p
   const params = compare(a, b);
   assert.ok(params.maxAbs <= TOL, `max |param diff| ${params.maxAbs}`);
   console.log(`  sgd: max |param diff| ${params.maxAbs} (${params.differing} elements differ)`);
-  assert.deepEqual(fused.counts, { inPlace: 50 * a.length, copied: 0, composite: 0 });
+  assert.deepEqual(fused.counts, { inPlace: 50 * a.length, copied: 0, composite: 0, large: 0 });
   stock.dispose();
   fused.dispose();
   tf.dispose([...a, ...b]);
@@ -327,7 +358,7 @@ test("on the cpu backend the composite path gives the stock results (then back t
       step(b, s % 2 ? fs : fa);
     }
     assert.ok(compare(a, b).maxAbs <= TOL);
-    assert.deepEqual(fa.counts, { inPlace: 0, copied: 0, composite: 10 * b.length });
+    assert.deepEqual(fa.counts, { inPlace: 0, copied: 0, composite: 10 * b.length, large: 0 });
     for (const o of [sa, fa, ss, fs]) o.dispose();
     tf.dispose([...a, ...b]);
   } finally {

@@ -127,6 +127,12 @@ export class JointTrainer {
   private readonly diagnosticsEvery: number;
   private readonly recorder?: DiagnosticsRecorder;
   private lastWeights?: number[];
+  /**
+   * The task-weight vector as a tensor, kept between steps: making it afresh each step is one more
+   * tensor allocation per step. Rebuilt when the weights change (compared by value, since
+   * `tasks[i].weight` is writable); freed by {@link dispose}.
+   */
+  private weightCache?: { values: number[]; tensor: tf.Tensor1D };
 
   constructor(options: JointTrainerOptions) {
     this.model = trainable(options.model);
@@ -243,6 +249,39 @@ export class JointTrainer {
     }
   }
 
+  /** The weights as a kept tensor, reused while they are unchanged (see `weightCache`). */
+  private weightTensor(values: readonly number[]): tf.Tensor1D {
+    const c = this.weightCache;
+    if (c && !c.tensor.isDisposed && c.values.length === values.length && c.values.every((v, i) => v === values[i])) return c.tensor;
+    c?.tensor.dispose();
+    // Kept: it is made inside the step's gradient scope, which would otherwise free it at its end.
+    const tensor = tf.keep(tf.tensor1d(values as number[]));
+    this.weightCache = { values: [...values], tensor };
+    return tensor;
+  }
+
+  /** Frees the tensors the trainer keeps between steps (the weight vector); the model and optimizer stay the caller's. */
+  dispose(): void {
+    this.weightCache?.tensor.dispose();
+    this.weightCache = undefined;
+  }
+
+  /**
+   * Labels (and masks) checked like `checkLabels`, without its allocations on the common case:
+   * exactly one entry per task with the batch's row count. Anything else goes to `checkLabels`,
+   * which names the problem.
+   */
+  private checkStepLabels(labels: Record<string, tf.Tensor>, rows: number): void {
+    const tasks = this.tasks;
+    let ok = true;
+    for (let i = 0; i < tasks.length && ok; i++) {
+      const y = labels[(tasks[i] as ResolvedTask).name];
+      ok = y !== undefined && y.shape[0] === rows;
+    }
+    // All T task names present and no more keys: then no key names an unknown task.
+    if (!ok || Object.keys(labels).length !== tasks.length) checkLabels(tasks, labels, rows);
+  }
+
   /** The per-task losses (unweighted) as one vector, for use inside a gradient computation. */
   private taskLosses(inputs: Inputs, labels: Record<string, tf.Tensor>, masks: Record<string, tf.Tensor> | undefined, training: boolean): tf.Tensor1D {
     const outputs = this.model.forward(inputs, training);
@@ -316,6 +355,32 @@ export class JointTrainer {
     }
   }
 
+  /**
+   * ‖∇L_i‖ over the shared variables, for a weighting that needs only the norms (GradNorm): each
+   * gradient's values are read once and squared and summed in JS, in J's row order and in double
+   * precision, so the norms equal `gradientNorms(J)` exactly, without building the T x d matrix J
+   * and copying it into nested JS arrays (for W5's 256x256 kernel that was about 15 ms a step). A
+   * sum is non-finite exactly when a value is (float32 squares cannot overflow a double).
+   */
+  private taskGradNorms(inputs: Inputs, labels: Record<string, tf.Tensor>, masks: Record<string, tf.Tensor> | undefined, stepNo: number): number[] {
+    const shared = this.shared as tf.Variable[];
+    const per = perTaskVariableGrads((i) => this.taskLoss(i, this.model.forward(inputs, true), labels, masks), this.tasks.length, shared);
+    try {
+      this.checkFinite(per.losses, stepNo);
+      return per.grads.map((g, i) => {
+        let a = 0;
+        for (const v of shared) {
+          const d = (g[v.name] as tf.Tensor).dataSync();
+          for (let k = 0; k < d.length; k++) a += (d[k] as number) * (d[k] as number);
+        }
+        if (!Number.isFinite(a)) throw new Error(`Task "${(this.tasks[i] as ResolvedTask).name}": its gradient is not finite at step ${stepNo}; no update was applied.`);
+        return Math.sqrt(a);
+      });
+    } finally {
+      per.grads.forEach((g) => tf.dispose(g));
+    }
+  }
+
   private diagnosticsDue(stepNo: number): boolean {
     return this.recorder !== undefined && (stepNo - 1) % this.diagnosticsEvery === 0;
   }
@@ -329,7 +394,7 @@ export class JointTrainer {
    */
   step(inputs: Inputs, labels: Record<string, tf.Tensor>, masks?: Record<string, tf.Tensor>): StepResult {
     const rows = batchRows(inputs);
-    checkLabels(this.tasks, labels, rows);
+    this.checkStepLabels(labels, rows);
     if (masks) checkLabels(this.tasks.filter((t) => masks[t.name]), masks, rows, "masks");
     const stepNo = this.steps + 1;
     if (this.aggregator) return this.aggregatedStep(inputs, labels, masks, stepNo);
@@ -337,7 +402,9 @@ export class JointTrainer {
     const needsNorms = this.requirement?.needs.includes("gradNorms") ?? false;
     let unweightedNorms: number[] | undefined;
     let diagnostics: GradientDiagnostics | undefined;
-    if (needsNorms || this.diagnosticsDue(stepNo)) {
+    if (needsNorms && !this.diagnosticsDue(stepNo) && this.mode === "parameters") {
+      unweightedNorms = this.taskGradNorms(inputs, labels, masks, stepNo);
+    } else if (needsNorms || this.diagnosticsDue(stepNo)) {
       const { J, losses } = this.jacobian(inputs, labels, masks);
       const rowsJ = J.arraySync();
       J.dispose();
@@ -361,8 +428,9 @@ export class JointTrainer {
     const { value, grads } = tf.variableGrads(() => {
       const l = this.taskLosses(inputs, labels, masks, true);
       lossVec = tf.keep(l);
-      used = weightsFor(Array.from(l.dataSync()));
-      const weighted = tf.sum(tf.mul(l, tf.tensor1d(used))) as tf.Scalar;
+      // Read the losses mid-pass only when a weighting needs them to set this step's weights.
+      if (weighting) used = weightsFor(Array.from(l.dataSync()));
+      const weighted = tf.sum(tf.mul(l, this.weightTensor(used))) as tf.Scalar;
       if (!this.penalty) return weighted;
       const p = this.penalty();
       if (!(p instanceof tf.Tensor) || p.rank !== 0) throw new Error(`JointTrainer: penalty() must return a scalar tensor, but returned ${p instanceof tf.Tensor ? `shape [${p.shape}]` : String(p)}.`);

@@ -29,6 +29,8 @@ interface BoundGroup {
   optimizer: tf.Optimizer;
   schedule?: Schedule;
   updates: number;
+  /** The gradient list handed to the optimizer, reused across applies by the single-group fast path. */
+  items?: { name: string; tensor: tf.Tensor | null }[];
 }
 
 /** The current learning rate of a tfjs optimizer (every built-in one has a numeric `learningRate`). */
@@ -145,6 +147,29 @@ export class OptimizerGroups {
    */
   apply(grads: tf.NamedTensorMap): void {
     const groups = this.groups();
+    // One group (a trainer given a single optimizer): fill a reused list instead of building the
+    // name set, the stray list and a new item list every step. When every gradient in `grads` is
+    // one of the group's, nothing is stray; otherwise the general path below reports it.
+    if (groups.length === 1) {
+      const g = groups[0] as BoundGroup;
+      const items = (g.items ??= g.vars.map((v) => ({ name: v.name, tensor: null })));
+      let present = 0;
+      for (const item of items) {
+        item.tensor = grads[item.name] ?? null;
+        if (item.tensor !== null) present++;
+      }
+      let fast = false;
+      try {
+        if (present > 0 && present === Object.keys(grads).length) {
+          fast = true;
+          this.applyGroup(g, items as { name: string; tensor: tf.Tensor }[]);
+        }
+      } finally {
+        // No references to this step's (soon disposed) gradients are kept.
+        for (const item of items) item.tensor = null;
+      }
+      if (fast) return;
+    }
     const names = new Set(groups.flatMap((g) => g.vars.map((v) => v.name)));
     const stray = Object.keys(grads).filter((n) => !names.has(n));
     if (stray.length) throw new Error(`optimizerGroups: gradients for ${list(stray)}, which no group holds.`);
@@ -153,14 +178,19 @@ export class OptimizerGroups {
       // tfjs optimizers index their state by position.
       const items = g.vars.map((v) => ({ name: v.name, tensor: (grads[v.name] ?? null) as tf.Tensor }));
       if (items.every((i) => i.tensor === null)) continue;
-      if (g.schedule) {
-        const lr = g.schedule(g.updates);
-        if (typeof lr !== "number" || !Number.isFinite(lr) || lr < 0) throw new Error(`optimizerGroups: the schedule of group "${g.name}" gave ${lr} at update ${g.updates}; a learning rate must be finite and >= 0.`);
-        setLearningRate(g.optimizer, lr);
-      }
-      g.optimizer.applyGradients(items);
-      g.updates++;
+      this.applyGroup(g, items);
     }
+  }
+
+  /** Set the group's scheduled rate, then let its optimizer update its variables. */
+  private applyGroup(g: BoundGroup, items: { name: string; tensor: tf.Tensor }[]): void {
+    if (g.schedule) {
+      const lr = g.schedule(g.updates);
+      if (typeof lr !== "number" || !Number.isFinite(lr) || lr < 0) throw new Error(`optimizerGroups: the schedule of group "${g.name}" gave ${lr} at update ${g.updates}; a learning rate must be finite and >= 0.`);
+      setLearningRate(g.optimizer, lr);
+    }
+    g.optimizer.applyGradients(items);
+    g.updates++;
   }
 
   /** Dispose every group's optimizer (their state tensors). */
