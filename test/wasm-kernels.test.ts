@@ -2,20 +2,12 @@ import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
+import { Rng } from "../src/data/random.js";
 import { registerMissingWasmKernels } from "../src/backend/wasm-kernels.js";
 
-// Seeded PRNG so every run draws the same shapes and values.
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = mulberry32(20250117);
+// Seeded, so every run draws the same shapes and values.
+const rng = new Rng(20250117);
+const rand = (): number => rng.next();
 const randInt = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
 const size = (shape: number[]): number => shape.reduce((p, d) => p * d, 1);
 
@@ -169,7 +161,8 @@ test("tf.grad through tf.gather on wasm equals cpu", async () => {
 /** One SGD step of an embedding -> flatten -> dense model from fixed weights; returns the new embedding table. */
 async function embeddingStep(backend: "cpu" | "wasm", steps = 1): Promise<{ before: number[]; after: number[] }> {
   assert.ok(await tf.setBackend(backend));
-  const r = mulberry32(7);
+  const seeded = new Rng(7);
+  const r = (): number => seeded.next();
   const vocab = 40;
   const dim = 6;
   const len = 5;

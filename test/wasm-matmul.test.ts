@@ -2,20 +2,12 @@ import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
+import { Rng } from "../src/data/random.js";
 import { registerFastWasmMatMul } from "../src/backend/wasm-matmul.js";
 
-// Seeded PRNG so every run draws the same shapes and values.
-function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = mulberry32(20240611);
+// Seeded, so every run draws the same shapes and values.
+const rng = new Rng(20240611);
+const rand = (): number => rng.next();
 const randInt = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
 const randData = (n: number): Float32Array => Float32Array.from({ length: n }, () => rand() * 2 - 1);
 const size = (shape: number[]): number => shape.reduce((p, d) => p * d, 1);

@@ -2,6 +2,7 @@
  * Small dense linear algebra on plain `number[][]` for the aggregators: the matrices are T x T
  * (T = number of tasks, a handful) or T x d, so clarity wins over speed. No TensorFlow.js here.
  */
+import { Rng } from "../data/random.js";
 
 /** Result of every aggregator: direction = weightsᵀ J unless the method's doc says otherwise. */
 export interface Aggregation {
@@ -186,14 +187,9 @@ export function projectSimplex(v: number[]): number[] {
  * cryptography). Returns a function giving floats in [0, 1).
  */
 export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let z = state;
-    z = Math.imul(z ^ (z >>> 15), z | 1);
-    z ^= z + Math.imul(z ^ (z >>> 7), z | 61);
-    return ((z ^ (z >>> 14)) >>> 0) / 4294967296;
-  };
+  // One generator for the whole library: the same mulberry32 as data/random.ts's Rng.
+  const rng = new Rng(seed >>> 0);
+  return () => rng.next();
 }
 
 /** Fisher-Yates shuffle of a copy of `items`. */
