@@ -1,9 +1,11 @@
 /**
  * `npm run bench`: the six workloads of bench/workloads.ts, the library's way and as a raw
  * TensorFlow.js loop on the same backend, stock tfjs-wasm matmul kernels for W1/W2, and PyTorch on the
- * CPU side by side (bench/torch_bench.py). Writes build/bench.json and build/bench.md.
+ * CPU side by side (bench/torch_bench.py), and with W6 the vectorised-ensemble sweep (M = 8, 64, 256
+ * against the same models trained one after another; bench/ensemble.ts). Writes build/bench.json and
+ * build/bench.md.
  *
- *   node --import tsx bench/run.ts [--only W1,W3] [--quick] [--no-torch]
+ *   node --import tsx bench/run.ts [--only W1,W3] [--quick] [--no-torch] [--no-ensemble]
  *
  * Each workload runs in its own child process (`--child W1`) so that its peak RSS and tensor counts
  * are its own, and the processes run one after another so they do not compete for the CPU. Within a
@@ -422,10 +424,13 @@ async function parent(): Promise<void> {
     "",
   ].join("\n");
 
+  const ensemble = only.includes("W6") && !flag("--no-ensemble") ? runEnsembleSweep() : undefined;
+  if (ensemble) (json as Record<string, unknown>).ensemble_sweep = ensemble.json;
+  const fullMd = ensemble ? `${md}\n${ensemble.md}\n` : md;
   mkdirSync(join(ROOT, "build"), { recursive: true });
   writeFileSync(join(ROOT, "build", "bench.json"), `${JSON.stringify(json, null, 2)}\n`);
-  writeFileSync(join(ROOT, "build", "bench.md"), md);
-  console.log(`\n${md}`);
+  writeFileSync(join(ROOT, "build", "bench.md"), fullMd);
+  console.log(`\n${fullMd}`);
   console.log(`wrote build/bench.json and build/bench.md in ${machine.total_seconds} s`);
 }
 
@@ -435,4 +440,26 @@ if (childId !== undefined) {
   await child(childId as WorkloadId);
 } else {
   await parent();
+}
+
+/**
+ * The vectorised ensemble against the same M models trained one after another in one process, for
+ * M = 8, 64, 256 (bench/ensemble.ts, in its own process so its memory does not skew the others).
+ */
+function runEnsembleSweep(): { md: string; json: unknown } | undefined {
+  const sizes = QUICK ? "8,64" : "8,64,256";
+  const r = spawnSync(process.execPath, [...process.execArgv, join(HERE, "ensemble.ts")], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+    timeout: 600_000,
+    cwd: ROOT,
+    env: { ...process.env, ENSEMBLE_BENCH_M: sizes },
+  });
+  if (r.status !== 0) {
+    console.error(`the ensemble sweep (bench/ensemble.ts) failed with exit code ${r.status}; its table is left out`);
+    return undefined;
+  }
+  const table = r.stdout.slice(r.stdout.indexOf("\nVectorised ensemble vs sequential models")).trim();
+  const json = JSON.parse(readFileSync(join(ROOT, "build", "ensemble-bench.json"), "utf8")) as unknown;
+  return { md: table, json };
 }
