@@ -34,6 +34,10 @@ test("method parameters are validated with their value", () => {
   assert.throws(() => new STCH({ numTasks: 2, ideal: [0, 2], nadir: [1, 1] }).weights({ losses: [1, 2] }), { message: "STCH nadir[1] must exceed the ideal point 2, but got 1." });
   assert.throws(() => new FAMO({ numTasks: 2, weightDecay: -1 }), { message: "FAMO weightDecay must be a finite number >= 0, but got -1." });
   assert.throws(() => new FAMO({ numTasks: 2, minLosses: [0.5, 0] }).weights({ losses: [0.2, 1] }), { message: "FAMO losses[0] must be >= minLosses[0] = 0.5, but got 0.2." });
+  // A loss a rounding error below its bound counts as the bound, not as bad input.
+  const atBound = new FAMO({ numTasks: 2 }).weights({ losses: [-6e-17, 1] });
+  assert.ok(atBound.every((w) => Number.isFinite(w) && w >= 0), `weights ${atBound}`);
+  assert.throws(() => new FAMO({ numTasks: 2 }).weights({ losses: [-1e-6, 1] }), { message: "FAMO losses[0] must be >= minLosses[0] = 0, but got -0.000001." });
   assert.throws(() => new DBMTL({ numTasks: 2, beta: 1 }), { message: "DB-MTL beta must be in [0, 1), but got 1." });
 });
 

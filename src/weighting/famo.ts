@@ -59,8 +59,10 @@ export class FAMO implements Weighting {
   private shifted(input: WeightingInput | undefined): number[] {
     const L = requireLosses("FAMO", input, this.numTasks, "any");
     return L.map((l, i) => {
-      if (!(l >= this.bounds[i])) throw new Error(`FAMO losses[${i}] must be >= minLosses[${i}] = ${this.bounds[i]}, but got ${l}.`);
-      return l - this.bounds[i] + TINY;
+      // A loss a rounding error below its bound (e.g. -6e-17 for a bound of 0) is the bound itself.
+      const slack = 1e-12 * Math.max(1, Math.abs(this.bounds[i]));
+      if (!(l >= this.bounds[i] - slack)) throw new Error(`FAMO losses[${i}] must be >= minLosses[${i}] = ${this.bounds[i]}, but got ${l}.`);
+      return Math.max(l - this.bounds[i], 0) + TINY;
     });
   }
 
