@@ -78,6 +78,8 @@ if (isMainThread) {
       onResult: (r) => seen.push(r),
     });
     log.assertAllExited();
+    // A clean run: every exit is one the pool asked for.
+    assert.deepEqual(log.events.filter((e) => e.type === "exit").map((e) => e.requested), [true, true]);
     assert.equal(table.numRows(), 4);
     const rows = table.objects() as PoolRow[];
     assert.deepEqual(rows.map((r) => r.status), ["ok", "ok", "ok", "ok"], JSON.stringify(rows.map((r) => r.error)));
@@ -137,6 +139,9 @@ if (isMainThread) {
     assert.ok(starts >= 3, `${starts} workers started; expected the 2 first ones and at least 1 replacement`);
     const crashedThreads = [byId.get("crash-exit")!.worker, byId.get("crash-throw")!.worker];
     assert.notEqual(crashedThreads[0], crashedThreads[1], "the job after the first crash ran on a new thread");
+    // The two crashed workers' exits are reported as deaths, not as exits the pool asked for.
+    const deaths = log.events.filter((e) => e.type === "exit" && !e.requested).map((e) => e.threadId).sort();
+    assert.deepEqual(deaths, [...crashedThreads].sort());
   });
 
   test("a job over timeoutSeconds is stopped and reported; its worker is replaced for the next job", async () => {

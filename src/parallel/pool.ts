@@ -36,8 +36,10 @@ export interface PoolRow {
 export interface WorkerEvent {
   type: "start" | "exit";
   threadId: number;
-  /** Exit code, on `exit`. */
+  /** Exit code, on `exit` (Node reports 1 for any worker ended with terminate()). */
   code?: number;
+  /** On `exit`: true when the pool ended the worker itself (its work was done), false when it died or timed out. */
+  requested?: boolean;
 }
 
 /** Options of {@link trainMany}. */
@@ -157,6 +159,8 @@ export async function trainMany(specs: readonly TrainingJobSpec[], options: Trai
   let remaining = specs.length;
   const live = new Set<Worker>();
 
+  // Workers the pool ends itself once every job is done, so their exit is not reported as a death.
+  const stopping = new Set<Worker>();
   return new Promise<ColumnTable>((resolve) => {
     const finish = (index: number, row: PoolRow) => {
       if (rows[index]) return;
@@ -168,7 +172,7 @@ export async function trainMany(specs: readonly TrainingJobSpec[], options: Trai
         // A throwing callback must not lose the other jobs' results.
       }
       if (remaining === 0) {
-        void Promise.all([...live].map((w) => w.terminate())).then(() => resolve(historyTable(rows as PoolRow[])));
+        void Promise.all([...live].map((w) => (stopping.add(w), w.terminate()))).then(() => resolve(historyTable(rows as PoolRow[])));
       }
     };
 
@@ -182,10 +186,12 @@ export async function trainMany(specs: readonly TrainingJobSpec[], options: Trai
       options.onWorker?.({ type: "start", threadId });
       let current: { index: number; started: number; timer?: NodeJS.Timeout } | undefined;
       let crash: string | undefined;
+      let ended = false;
 
       const take = () => {
         if (next >= specs.length) {
           // Nothing left to hand out: this worker's part is done.
+          ended = true;
           void worker.terminate();
           return;
         }
@@ -223,7 +229,7 @@ export async function trainMany(specs: readonly TrainingJobSpec[], options: Trai
       });
       worker.on("exit", (code) => {
         live.delete(worker);
-        options.onWorker?.({ type: "exit", threadId, code });
+        options.onWorker?.({ type: "exit", threadId, code, requested: (ended || stopping.has(worker)) && crash === undefined });
         if (current) {
           const why = crash ?? `the worker exited with code ${code} during the job`;
           settle((i, s) => failedRow(specs[i], i, why, s, threadId));
