@@ -11,7 +11,8 @@ export {
   gradientNorms, cosineMatrix, conflictShare, gradientDiagnostics, DiagnosticsRecorder,
   type GradientDiagnostics, type CosineRow, type NormRow, type ConflictRow, type DiagnosticsTables,
 } from "./diagnostics.js";
-export { trainable, modelVariables, uniqueVariables, batchRows, gatherInputs, type Inputs, type Trainable } from "./model.js";
+export { trainable, modelVariables, uniqueVariables, batchRows, gatherInputs, type Inputs, type Trainable, type TrainableOptions } from "./model.js";
+export { directForward, type DirectForward } from "./direct-forward.js";
 export { resolveTasks, type Task, type ResolvedTask } from "./tasks.js";
 export { computeMetric, type MetricName } from "./metrics.js";
 export { OptimizerGroups, optimizerGroups, getLearningRate, setLearningRate, type OptimizerGroupSpec, type VariableSelector } from "./optimizer-groups.js";

@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs";
+import { directForward } from "./direct-forward.js";
 
 /** Model inputs: one tensor, a list (multi-input models), or tensors by input name. */
 export type Inputs = tf.Tensor | tf.Tensor[] | Record<string, tf.Tensor>;
@@ -39,7 +40,24 @@ export function uniqueVariables(vars: Iterable<tf.Variable>): tf.Variable[] {
   return out;
 }
 
-function layersTrainable(model: tf.LayersModel): Trainable {
+/** Options of {@link trainable}. */
+export interface TrainableOptions {
+  /**
+   * Compute simple models' forward passes directly (see `directForward`) instead of through
+   * `model.apply` (default true; the environment variable `JOINTLY_DIRECT_FORWARD=0` turns it off).
+   * Models it cannot reproduce exactly always use `model.apply`.
+   */
+  direct?: boolean;
+}
+
+function directEnabled(options?: TrainableOptions): boolean {
+  if (options?.direct !== undefined) return options.direct;
+  const env = typeof process !== "undefined" ? process.env?.JOINTLY_DIRECT_FORWARD : undefined;
+  return !(env === "0" || env === "false");
+}
+
+function layersTrainable(model: tf.LayersModel, direct = false): Trainable {
+  const fast = direct ? directForward(model) : undefined;
   return {
     forward(inputs, training) {
       const x = Array.isArray(inputs) || inputs instanceof tf.Tensor ? inputs : model.inputNames.map((n) => {
@@ -47,7 +65,7 @@ function layersTrainable(model: tf.LayersModel): Trainable {
         if (!t) throw new Error(`Model "${model.name}" needs the input "${n}"; got inputs ${Object.keys(inputs).join(", ")}.`);
         return t;
       });
-      const out = model.apply(x, { training }) as tf.Tensor | tf.Tensor[];
+      const out = fast ? fast(x as tf.Tensor | tf.Tensor[], training) : (model.apply(x, { training }) as tf.Tensor | tf.Tensor[]);
       const list = Array.isArray(out) ? out : [out];
       const named: Record<string, tf.Tensor> = {};
       model.outputNames.forEach((n, i) => (named[n] = list[i] as tf.Tensor));
@@ -67,9 +85,10 @@ function layersTrainable(model: tf.LayersModel): Trainable {
 export function trainable(
   models: tf.LayersModel | Trainable | Record<string, tf.LayersModel>,
   route?: (key: string, inputs: Inputs) => Inputs,
+  options?: TrainableOptions,
 ): Trainable {
   if (isTrainable(models)) return models;
-  if (models instanceof tf.LayersModel) return layersTrainable(models);
+  if (models instanceof tf.LayersModel) return layersTrainable(models, directEnabled(options));
   const entries = Object.entries(models);
   if (entries.length === 0) throw new Error("trainable(): no models given.");
   const parts = entries.map(([k, m]) => {
