@@ -3,7 +3,7 @@
  * `diagnostics: true` (or any rows of the same shape): the pairwise cosine heatmap, per-task
  * gradient norms over steps, and the share of conflicting task pairs over steps.
  */
-import { finiteRows, toRows, VEGA_LITE_SCHEMA, type Rows, type VegaLiteSpec } from "./spec.js";
+import { finiteRows, perTaskLines, toRows, VEGA_LITE_SCHEMA, type Rows, type VegaLiteSpec } from "./spec.js";
 
 export interface ConflictChartOptions {
   title?: string;
@@ -82,24 +82,16 @@ export function cosineHeatmapSpec(cosines: Rows, options: CosineHeatmapOptions =
 export function gradientNormsSpec(norms: Rows, options: ConflictChartOptions & { logScale?: boolean } = {}): VegaLiteSpec {
   const log = options.logScale ?? true;
   const rows = finiteRows(toRows(norms), "gradNorm", log).map((r) => ({ step: r.step, task: r.task, gradNorm: r.gradNorm }));
-  return {
-    $schema: VEGA_LITE_SCHEMA,
+  return perTaskLines({
+    rows,
+    x: "step",
+    y: "gradNorm",
     title: options.title ?? "Per-task gradient norm",
-    width: options.width ?? 420,
-    height: options.height ?? 200,
-    data: { values: rows },
-    mark: { type: "line", point: rows.length <= 60 },
-    encoding: {
-      x: { field: "step", type: "quantitative", title: "step" },
-      y: { field: "gradNorm", type: "quantitative", title: "‖∇L_i‖", scale: log ? { type: "log" } : { zero: false } },
-      color: { field: "task", type: "nominal", title: "task" },
-      tooltip: [
-        { field: "task", type: "nominal" },
-        { field: "step", type: "quantitative" },
-        { field: "gradNorm", type: "quantitative", format: ".4g" },
-      ],
-    },
-  };
+    yTitle: "‖∇L_i‖",
+    yScale: log ? { type: "log" } : { zero: false },
+    width: options.width,
+    height: options.height,
+  });
 }
 
 /**

@@ -1,4 +1,4 @@
-import { finiteRows, toRows, VEGA_LITE_SCHEMA, type Rows, type VegaLiteSpec } from "./spec.js";
+import { finiteRows, perTaskLines, toRows, type Rows, type VegaLiteSpec } from "./spec.js";
 
 export interface LossCurveOptions {
   /** Field plotted on y (default `"loss"`). Any numeric history column works, e.g. a metric. */
@@ -27,36 +27,24 @@ export function lossCurvesSpec(history: Rows, options: LossCurveOptions = {}): V
     split: r.split ?? "train",
     [value]: r[value],
   }));
-  return {
-    $schema: VEGA_LITE_SCHEMA,
+  return perTaskLines({
+    rows,
+    x,
+    y: value,
     title: options.title ?? `Per-task ${value}`,
-    width: options.width ?? 420,
+    yScale: options.logScale ? { type: "log" } : { zero: false },
+    width: options.width,
     height: options.height ?? 240,
-    data: { values: rows },
-    mark: { type: "line", point: rows.length <= 60 },
     encoding: {
-      x: { field: x, type: "quantitative", title: x },
-      y: {
-        field: value,
-        type: "quantitative",
-        title: value,
-        scale: options.logScale ? { type: "log" } : { zero: false },
-      },
-      color: { field: "task", type: "nominal", title: "task" },
       strokeDash: {
         field: "split",
         type: "nominal",
         title: "split",
         scale: { domain: ["train", "validation"], range: [[1, 0], [6, 4]] },
       },
-      tooltip: [
-        { field: "task", type: "nominal" },
-        { field: "split", type: "nominal" },
-        { field: x, type: "quantitative" },
-        { field: value, type: "quantitative", format: ".4g" },
-      ],
     },
-  };
+    tooltip: [{ field: "split", type: "nominal" }],
+  });
 }
 
 /**
@@ -68,22 +56,5 @@ export function taskWeightsSpec(history: Rows, options: Omit<LossCurveOptions, "
   const rows = finiteRows(toRows(history), "weight")
     .filter((r) => (r.split ?? "train") === "train")
     .map((r) => ({ [x]: r[x], task: r.task, weight: r.weight }));
-  return {
-    $schema: VEGA_LITE_SCHEMA,
-    title: options.title ?? "Task weights",
-    width: options.width ?? 420,
-    height: options.height ?? 200,
-    data: { values: rows },
-    mark: { type: "line", point: rows.length <= 60 },
-    encoding: {
-      x: { field: x, type: "quantitative", title: x },
-      y: { field: "weight", type: "quantitative", title: "weight" },
-      color: { field: "task", type: "nominal", title: "task" },
-      tooltip: [
-        { field: "task", type: "nominal" },
-        { field: x, type: "quantitative" },
-        { field: "weight", type: "quantitative", format: ".4g" },
-      ],
-    },
-  };
+  return perTaskLines({ rows, x, y: "weight", title: options.title ?? "Task weights", width: options.width, height: options.height });
 }

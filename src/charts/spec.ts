@@ -29,3 +29,43 @@ export function finiteRows(rows: Record<string, unknown>[], field: string, posit
     return typeof v === "number" && Number.isFinite(v) && (!positive || v > 0);
   });
 }
+
+/** What {@link perTaskLines} draws: one line per task of `y` against `x`. */
+export interface PerTaskLinesOptions {
+  rows: Record<string, unknown>[];
+  x: string;
+  y: string;
+  title: string;
+  yTitle?: string;
+  /** The y scale (e.g. `{ type: "log" }`); default `{ zero: false }` is left to the caller. */
+  yScale?: Record<string, unknown>;
+  width?: number;
+  height?: number;
+  /** Extra encodings (e.g. a strokeDash by split) and tooltip fields, added after the task's. */
+  encoding?: Record<string, unknown>;
+  tooltip?: Record<string, unknown>[];
+}
+
+/** The shared shape of the per-task line charts: x quantitative, y quantitative, colour by task. */
+export function perTaskLines(o: PerTaskLinesOptions): VegaLiteSpec {
+  return {
+    $schema: VEGA_LITE_SCHEMA,
+    title: o.title,
+    width: o.width ?? 420,
+    height: o.height ?? 200,
+    data: { values: o.rows },
+    mark: { type: "line", point: o.rows.length <= 60 },
+    encoding: {
+      x: { field: o.x, type: "quantitative", title: o.x },
+      y: { field: o.y, type: "quantitative", title: o.yTitle ?? o.y, ...(o.yScale ? { scale: o.yScale } : {}) },
+      color: { field: "task", type: "nominal", title: "task" },
+      ...o.encoding,
+      tooltip: [
+        { field: "task", type: "nominal" },
+        ...(o.tooltip ?? []),
+        { field: o.x, type: "quantitative" },
+        { field: o.y, type: "quantitative", format: ".4g" },
+      ],
+    },
+  };
+}
