@@ -1,6 +1,14 @@
 /** Where the job queue's Redis is, in the forms the producer, the workers and the CLI accept. */
 import type { ConnectionOptions } from "bullmq";
 
+/**
+ * BullMQ (and ioredis under it), loaded on first use: everything that imports jointly, every
+ * notebook included, would otherwise pay for loading them at start-up.
+ */
+export function loadBullMQ(): Promise<typeof import("bullmq")> {
+  return import("bullmq");
+}
+
 /** A Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS), `{ url }`, or host and port. */
 export type QueueConnection =
   | string

@@ -4,9 +4,9 @@
  */
 import * as aq from "arquero";
 import type { ColumnTable } from "arquero";
-import { Job, Queue, QueueEvents, type JobsOptions } from "bullmq";
+import type { Job, Queue, QueueEvents, JobsOptions } from "bullmq";
 import { validateJobSpec, type TrainingJobResult, type TrainingJobSpec } from "../parallel/job.js";
-import { DEFAULT_QUEUE_NAME, connectionOptions, describeConnection, probeRedis, type QueueConnection } from "./connection.js";
+import { DEFAULT_QUEUE_NAME, connectionOptions, describeConnection, loadBullMQ, probeRedis, type QueueConnection } from "./connection.js";
 import type { TrainingProgress } from "./worker.js";
 
 /** How a failed attempt is retried: a fixed delay in ms, or BullMQ's fixed/exponential backoff. */
@@ -191,6 +191,7 @@ export async function submitJobs(specs: readonly TrainingJobSpec[], options: Sub
   let added = false;
 
   await probeRedis(options.connection, connectTimeoutMs, "submitJobs");
+  const { Queue, QueueEvents } = await loadBullMQ();
   const queue = new Queue(queueName, { connection });
   const events = new QueueEvents(queueName, { connection });
   queue.on("error", (err) => (problem = err));
@@ -324,6 +325,7 @@ export interface AttachedQueue {
 /** Open a queue for inspection (see {@link queueStatus}); close it when done. */
 export async function attachQueue(connection: QueueConnection, queueName: string = DEFAULT_QUEUE_NAME, connectTimeoutMs = 10_000): Promise<AttachedQueue> {
   await probeRedis(connection, connectTimeoutMs, "attachQueue");
+  const { Queue } = await loadBullMQ();
   const queue = new Queue(queueName, { connection: connectionOptions(connection) });
   let problem: Error | undefined;
   queue.on("error", (err) => (problem = err));

@@ -2,10 +2,10 @@
  * The worker side of the distributed job queue: take training jobs from Redis (BullMQ), run each
  * with {@link runTrainingJob}, report progress, and hand a job back when shutting down early.
  */
-import { UnrecoverableError, WaitingError, Worker, type Job } from "bullmq";
+import type { Job, Worker } from "bullmq";
 import { hostname } from "node:os";
 import { runTrainingJob, validateJobSpec, type TrainingJobResult, type TrainingJobSpec } from "../parallel/job.js";
-import { DEFAULT_QUEUE_NAME, connectionOptions, describeConnection, probeRedis, type QueueConnection } from "./connection.js";
+import { DEFAULT_QUEUE_NAME, connectionOptions, describeConnection, loadBullMQ, probeRedis, type QueueConnection } from "./connection.js";
 
 /** What a worker sends with `job.updateProgress` while training. */
 export interface TrainingProgress {
@@ -85,6 +85,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<QueueWor
   const connection = connectionOptions(options.connection);
   const running = new Set<string>();
   await probeRedis(options.connection, options.connectTimeoutMs ?? 10_000, "startWorker");
+  const { UnrecoverableError, WaitingError, Worker } = await loadBullMQ();
 
   const processor = async (job: Job<TrainingJobSpec, TrainingJobResult>, token?: string, signal?: AbortSignal): Promise<TrainingJobResult> => {
     const id = job.id as string;
