@@ -1,25 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer } from "node:net";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { freeLoopbackPort } from "../src/queue/redis-server.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}
-
 test("npm run lab serves the notebooks with the project's tslab kernel", async () => {
-  const port = await freePort();
+  const port = await freeLoopbackPort();
   const token = randomBytes(12).toString("hex");
   const child = spawn(
     process.execPath,

@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { escapeHtml, formatFigure, type Figure } from "../../src/notebook/figures.js";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const NOTEBOOK_DIR = join(ROOT, "notebooks");
@@ -40,7 +41,7 @@ export interface NotebookResult {
   failed_cell?: number | null;
   failed_code_cell?: number | null;
   error?: string;
-  figures: Record<string, number | string | boolean>;
+  figures: Record<string, Figure>;
   /** Outputs, relative to the build folder. */
   html: string;
   ipynb: string;
@@ -134,13 +135,8 @@ export function executeNotebook(path: string, outDir: string, setup: SetupInfo, 
   });
 }
 
-function esc(text: unknown): string {
-  return String(text).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c] as string);
-}
-
-function formatFigure(v: unknown): string {
-  return typeof v === "number" ? String(Number(v.toPrecision(4))) : String(v);
-}
+// The report shows figures exactly as the notebooks do.
+const esc = (text: unknown): string => escapeHtml(String(text));
 
 /** Where a failure happened, for people: notebook, cell number and the error's first lines. */
 export function describeFailure(r: NotebookResult): string {

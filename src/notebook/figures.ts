@@ -6,13 +6,15 @@ export const FIGURES_MIME = "application/vnd.jointly.figures+json";
 /** A key figure: a number (shown to 4 significant digits), a string or a boolean. */
 export type Figure = number | string | boolean;
 
-function formatFigure(value: Figure): string {
+/** A key figure as text: 4 significant digits, exponent notation for very large or small numbers. */
+export function formatFigure(value: Figure): string {
   if (typeof value !== "number") return String(value);
   if (!Number.isFinite(value)) return String(value);
   return Math.abs(value) >= 1e5 || (Math.abs(value) < 1e-3 && value !== 0) ? value.toExponential(3) : String(Number(value.toPrecision(4)));
 }
 
-function escapeHtml(text: string): string {
+/** Text made safe to put in HTML. */
+export function escapeHtml(text: string): string {
   return text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c] as string);
 }
 
