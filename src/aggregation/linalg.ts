@@ -40,7 +40,8 @@ export function checkGramian(G: unknown, name = "G"): number {
   return n;
 }
 
-function describe(v: unknown): string {
+/** A value as it reads in an error message. */
+export function describe(v: unknown): string {
   if (Array.isArray(v)) return `an array of length ${v.length}`;
   return typeof v === "string" ? JSON.stringify(v) : String(v);
 }

@@ -3,6 +3,8 @@
  * losses, their history, per-task gradient norms) to one weight per task; no TensorFlow.js here,
  * so every method can be tested exactly. State lives in the instance and changes only in `update`.
  */
+// Value checks and the seeded generator are shared with the aggregators, so errors read the same.
+import { checkOption, describe } from "../aggregation/linalg.js";
 export { seededRandom } from "../aggregation/linalg.js";
 
 /** What one training step (or epoch, for epoch-based methods) reports to a weighting. */
@@ -26,15 +28,11 @@ export interface Weighting {
   update(input?: WeightingInput): void;
 }
 
-export function describe(v: unknown): string {
-  if (Array.isArray(v)) return `an array of length ${v.length}`;
-  return typeof v === "string" ? JSON.stringify(v) : String(v);
-}
+export { describe };
 
 /** Throws `"<name> must be <range>, but got <value>."` unless `value` is a finite number passing `ok`. */
 export function checkNumber(name: string, value: unknown, range: string, ok: (v: number) => boolean = () => true): number {
-  if (typeof value !== "number" || !Number.isFinite(value) || !ok(value)) throw new Error(`${name} must be ${range}, but got ${describe(value)}.`);
-  return value;
+  return checkOption(name, value, range, ok);
 }
 
 export const checkTaskCount = (who: string, T: unknown): number =>
