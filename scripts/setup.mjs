@@ -2,7 +2,7 @@
 // @ts-check
 /**
  * Bring this machine up to date for jointly, idempotently: Node dependencies, the compiled library,
- * Jupyter (nbconvert, nbclient, a notebook server), the tslab kernel registered in a project-local
+ * the native kernels (scripts/build-native.mjs; gcc and OpenBLAS from apt if missing), Jupyter (nbconvert, nbclient, a notebook server), the tslab kernel registered in a project-local
  * Jupyter data folder, and redis-server for the job queue. Quick when nothing is missing.
  *
  * Plain JavaScript with no dependencies on purpose: it runs before `npm install` has.
@@ -19,12 +19,14 @@ import { createHash } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildNative } from "./build-native.mjs";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** Project-local Jupyter data folder; point JUPYTER_PATH at it. */
 export const JUPYTER_DATA = join(ROOT, ".jupyter", "share", "jupyter");
 export const SETUP_FILE = join(ROOT, "build", "setup.json");
 
+const NATIVE_APT = ["gcc", "libc6-dev", "libopenblas-dev"];
 const APT_JUPYTER = ["jupyter-nbconvert", "jupyter-notebook", "python3-ipykernel", "python3-nbclient", "jupyter-client"];
 const PIP_JUPYTER = ["nbconvert", "nbclient", "jupyter_client", "ipykernel", "notebook"];
 // What the cookbook and the kernel install need from Python; IPython is used by tslab's installer.
@@ -151,6 +153,27 @@ step("library build", () => {
   run(join(ROOT, "node_modules", ".bin", "tsc"), ["-p", "tsconfig.json"], { quiet: true });
   writeFileSync(stamp, new Date().toISOString());
   return { action: "updated", detail: "tsc -p tsconfig.json" };
+});
+
+// 4. The native kernels (BLAS matrix products and fused optimizers for the wasm backend): built from
+// native/jointly_native.c; the compiler and OpenBLAS come from apt when missing. Without them jointly
+// still works on the pure-wasm kernels, so only the tests (which check the addon) insist on it.
+step("native kernels", () => {
+  let first;
+  try {
+    return buildNative();
+  } catch (err) {
+    first = err instanceof Error ? err.message : String(err);
+  }
+  if (isRoot && has("apt-get")) {
+    aptInstall(NATIVE_APT);
+    const r = buildNative({ force: true });
+    return { action: "installed", detail: `apt-get install ${NATIVE_APT.join(" ")}; ${r.detail}` };
+  }
+  const advice = `install ${NATIVE_APT.join(" ")} (or your system's C compiler and OpenBLAS), then run npm run native`;
+  if (forTests) throw new Error(`${first}\nThe tests check the native kernels: ${advice}.`);
+  log(`! native kernels not built (${first.split("\n")[0]}); jointly runs on the slower pure-wasm kernels. To build them: ${advice}.`);
+  return { action: "ok", detail: "skipped (pure-wasm kernels)" };
 });
 
 /** @param {string} python */

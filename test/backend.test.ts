@@ -98,14 +98,29 @@ test("the report is printed once per choice, with name, kind and versions", asyn
   assert.equal(lines.length, 1);
 });
 
-test("on wasm the fast matmul and missing segment-sum kernels are registered, and JOINTLY_FAST_PATHS=0 leaves the stock matmul (the missing kernel stays)", () => {
+test("on wasm the fast matmul, identity, native and missing segment-sum kernels are registered; JOINTLY_NATIVE=0 or a missing addon keeps the wasm paths; JOINTLY_FAST_PATHS=0 leaves the stock matmul (the missing kernel stays)", () => {
   const code = `import { initBackend } from "./src/backend/init.ts"; import * as tf from "@tensorflow/tfjs";
     const stock = (await import("@tensorflow/tfjs-backend-wasm"), tf.getKernel("BatchMatMul", "wasm").kernelFunc);
     const i = await initBackend({ report: false, backend: "wasm" });
-    console.log(JSON.stringify({ fast: i.fastPaths, replaced: tf.getKernel("BatchMatMul", "wasm").kernelFunc !== stock, segmentSum: tf.getKernel("UnsortedSegmentSum", "wasm") !== undefined }));`;
+    console.log(JSON.stringify({ fast: i.fastPaths, native: i.nativeKernels, replaced: tf.getKernel("BatchMatMul", "wasm").kernelFunc !== stock, segmentSum: tf.getKernel("UnsortedSegmentSum", "wasm") !== undefined }));`;
+  // The test command builds the native addon first (scripts/setup.mjs), so it must be in use here.
   const on = inFreshProcess(code, { [BACKEND_ENV]: "" });
   assert.equal(on.status, 0, on.stderr);
-  assert.deepEqual(JSON.parse(on.stdout.trim()), { fast: ["wasm-matmul", "wasm-segment-sum"], replaced: true, segmentSum: true });
+  const onOut = JSON.parse(on.stdout.trim());
+  assert.match(onOut.native, /^native kernels on \(OpenBLAS [\d.]+, 1 BLAS thread\)$/);
+  assert.deepEqual({ ...onOut, native: undefined }, { fast: ["wasm-matmul", "wasm-identity", "native-blas", "wasm-segment-sum"], native: undefined, replaced: true, segmentSum: true });
+  // Without the addon the wasm fast paths stay, and the report says why the native kernels are off.
+  const noNative = inFreshProcess(code, { [BACKEND_ENV]: "", JOINTLY_NATIVE: "0" });
+  assert.equal(noNative.status, 0, noNative.stderr);
+  assert.deepEqual(JSON.parse(noNative.stdout.trim()), {
+    fast: ["wasm-matmul", "wasm-identity", "wasm-segment-sum"],
+    native: "native kernels off: switched off (JOINTLY_NATIVE=0)",
+    replaced: true,
+    segmentSum: true,
+  });
+  const missing = inFreshProcess(code, { [BACKEND_ENV]: "", JOINTLY_NATIVE_PATH: "/nonexistent/jointly_native.node" });
+  assert.equal(missing.status, 0, missing.stderr);
+  assert.match(JSON.parse(missing.stdout.trim()).native, /native kernels off: not built \(\/nonexistent\/jointly_native\.node does not exist; run `npm run native`\)/);
   const off = inFreshProcess(code, { [BACKEND_ENV]: "", JOINTLY_FAST_PATHS: "0" });
   assert.equal(off.status, 0, off.stderr);
   // The missing kernel stays: it is needed for correctness (gather gradients), not for speed.

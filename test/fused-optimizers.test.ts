@@ -5,6 +5,7 @@ import { FusedAdam, FusedSGD, fusedAdam, fusedSgd } from "../src/backend/fused-o
 import { JointTrainer } from "../src/train/joint-trainer.js";
 import { optimizerGroups, setLearningRate } from "../src/train/optimizer-groups.js";
 import { initBackend } from "../src/backend/init.js";
+import { activeNative, setNativeKernelsEnabled } from "../src/backend/native.js";
 
 await initBackend({ backend: "wasm", report: false });
 
@@ -70,7 +71,18 @@ async function slotTensors(opt: tf.Optimizer): Promise<tf.Tensor[]> {
   return slots.map((w) => w.tensor);
 }
 
-test("FusedAdam on wasm: 50 steps give tf.train.adam's parameters and slots (abs 1e-6), on the in-place path", async () => {
+/** Runs `body` with the native addon on or off (the JS loop), then turns it back on. */
+async function withNative<T>(native: boolean, body: () => T | Promise<T>): Promise<T> {
+  setNativeKernelsEnabled(native);
+  try {
+    if (native) assert.ok(activeNative() !== undefined, "the native addon is built (npm run native) and loads");
+    return await body();
+  } finally {
+    setNativeKernelsEnabled(true);
+  }
+}
+
+for (const native of [false, true]) test(`FusedAdam on wasm (${native ? "native loop" : "JS loop"}): 50 steps give tf.train.adam's parameters and slots, bit for bit, on the in-place path`, () => withNative(native, async () => {
   assert.equal(tf.getBackend(), "wasm");
   const a = mlp(1, "stockA");
   const b = mlp(1, "fusedA");
@@ -85,14 +97,18 @@ test("FusedAdam on wasm: 50 steps give tf.train.adam's parameters and slots (abs
   const slots = compare(await slotTensors(stock), await slotTensors(fused));
   assert.ok(slots.maxAbs <= TOL, `max |slot diff| ${slots.maxAbs}`);
   console.log(`  adam: max |param diff| ${params.maxAbs} (${params.differing} elements differ), max |slot diff| ${slots.maxAbs}`);
+  assert.equal(params.differing + slots.differing, 0, "same float32 operations in the same order as tf.train.adam: the same bits");
   assert.equal(fused.iterations, 50);
   assert.deepEqual(fused.counts, { inPlace: 50 * a.length, copied: 0, composite: 0, large: 0 });
   stock.dispose();
   fused.dispose();
   tf.dispose([...a, ...b]);
-});
+}));
 
-test("variables above maxFusedElements take the stock ops and still match tf.train.adam / tf.train.sgd", () => {
+for (const native of [false, true]) test(`variables above maxFusedElements ${native ? "take the native loop" : "take the stock ops without the native addon"} and still match tf.train.adam / tf.train.sgd`, () => {
+  setNativeKernelsEnabled(native);
+  if (native) assert.ok(activeNative() !== undefined, "the native addon is built (npm run native) and loads");
+  else assert.equal(activeNative(), undefined);
   // A 128x128 kernel (16384 elements) is above both default thresholds; the small bias stays fused.
   const make = (tag: string): tf.Variable[] =>
     tf.tidy(() => [
@@ -115,12 +131,14 @@ test("variables above maxFusedElements take the stock ops and still match tf.tra
     }
     const diff = compare(a, b);
     assert.ok(diff.maxAbs <= TOL, `${label}: max |param diff| ${diff.maxAbs}`);
-    assert.deepEqual(fused.counts, { inPlace: 20, copied: 0, composite: 0, large: 20 }, `${label}: kernel on the stock path, bias fused`);
+    const expected = native ? { inPlace: 40, copied: 0, composite: 0, large: 0 } : { inPlace: 20, copied: 0, composite: 0, large: 20 };
+    assert.deepEqual(fused.counts, expected, `${label}: ${native ? "kernel and bias fused natively" : "kernel on the stock path, bias fused"}`);
     stock.dispose();
     fused.dispose();
     tf.dispose([...a, ...b]);
   }
   tf.dispose([x, y]);
+  setNativeKernelsEnabled(true);
 });
 
 test("after an in-place update, XNNPACK's cached matmul operator sees the new weights", () => {
@@ -139,7 +157,7 @@ test("after an in-place update, XNNPACK's cached matmul operator sees the new we
   tf.dispose([k, x, g]);
 });
 
-test("FusedSGD on wasm: 50 steps give tf.train.sgd's parameters (abs 1e-6), in place", () => {
+for (const native of [false, true]) test(`FusedSGD on wasm (${native ? "native loop" : "JS loop"}): 50 steps give tf.train.sgd's parameters, bit for bit, in place`, () => withNative(native, () => {
   const a = mlp(2, "stockS");
   const b = mlp(2, "fusedS");
   const stock = tf.train.sgd(0.05);
@@ -151,11 +169,12 @@ test("FusedSGD on wasm: 50 steps give tf.train.sgd's parameters (abs 1e-6), in p
   const params = compare(a, b);
   assert.ok(params.maxAbs <= TOL, `max |param diff| ${params.maxAbs}`);
   console.log(`  sgd: max |param diff| ${params.maxAbs} (${params.differing} elements differ)`);
+  assert.equal(params.differing, 0, "same float32 operations as tf.train.sgd: the same bits");
   assert.deepEqual(fused.counts, { inPlace: 50 * a.length, copied: 0, composite: 0, large: 0 });
   stock.dispose();
   fused.dispose();
   tf.dispose([...a, ...b]);
-});
+}));
 
 test("a learning-rate change mid-run is honoured (Adam via the field, SGD via setLearningRate)", () => {
   const [a1, b1, a2, b2] = [mlp(3, "lrStockA"), mlp(3, "lrFusedA"), mlp(4, "lrStockS"), mlp(4, "lrFusedS")] as [tf.Variable[], tf.Variable[], tf.Variable[], tf.Variable[]];

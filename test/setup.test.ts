@@ -29,6 +29,7 @@ test("setup is idempotent: a second run finds everything in place and changes no
     "node dependencies": "ok",
     "self link": "ok",
     "library build": "ok",
+    "native kernels": "ok",
     jupyter: "ok",
     "tslab kernel": "ok",
     redis: "ok",

@@ -31,6 +31,8 @@ export interface BackendInfo {
   skipped: { name: BackendName; reason: string }[];
   /** Kernel overrides jointly registered for this backend (e.g. `"wasm-matmul"`). */
   fastPaths: string[];
+  /** On wasm with the fast paths on: whether jointly's native addon is in use, or why not. */
+  nativeKernels?: string;
 }
 
 /** Loads a backend's module and registers it with TensorFlow.js; throws if it cannot. */
@@ -57,11 +59,14 @@ export interface InitBackendOptions {
 export const FAST_PATHS_ENV = "JOINTLY_FAST_PATHS";
 
 let restoreFastPaths: (() => void) | undefined;
+/** What became of the native addon when the wasm fast paths were registered (for the report line). */
+let nativeNote: string | undefined;
 
 /** Register (or remove) the kernel overrides for the backend just chosen; returns their names. */
 async function applyFastPaths(name: BackendName, enabled: boolean): Promise<string[]> {
   restoreFastPaths?.();
   restoreFastPaths = undefined;
+  nativeNote = undefined;
   if (name !== "wasm") return [];
   // Missing kernels are a matter of correctness, not speed (without UnsortedSegmentSum no gather or
   // embedding can be trained on wasm), so they are added even when the fast paths are switched off.
@@ -73,13 +78,21 @@ async function applyFastPaths(name: BackendName, enabled: boolean): Promise<stri
     return added;
   }
   const { registerFastWasmMatMul } = await import("./wasm-matmul.js");
+  const { registerWasmFastKernels } = await import("./wasm-fast-kernels.js");
+  const { nativeKernels } = await import("./native.js");
   const matmul = registerFastWasmMatMul();
+  const fast = registerWasmFastKernels();
   restoreFastPaths = () => {
     missing.restore();
     matmul.restore();
+    fast.restore();
   };
+  const native = nativeKernels();
+  nativeNote = native.kernels
+    ? `native kernels on (${native.blas?.split(" ").slice(0, 2).join(" ")}, ${native.threads} BLAS thread${native.threads === 1 ? "" : "s"})`
+    : `native kernels off: ${native.reason}`;
   // Reported only when ours is the kernel in use, not when the backend already had one.
-  return ["wasm-matmul", ...added];
+  return ["wasm-matmul", "wasm-identity", ...(native.kernels ? ["native-blas"] : []), ...added];
 }
 
 const TF_NAME: Record<BackendName, string> = {
@@ -187,6 +200,7 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
           versions: { tfjs: tf.version_core, backendPackage: loaded.packageVersion, node: process.version },
           skipped,
           fastPaths,
+          ...(nativeNote !== undefined ? { nativeKernels: nativeNote } : {}),
         };
         current = info;
         for (const hook of readyHooks) await hook(info);
@@ -228,8 +242,9 @@ export function describeBackend(info: BackendInfo): string {
   const kind = info.native ? "native" : "not native";
   const pkg = info.versions.backendPackage ? `, backend package ${info.versions.backendPackage}` : "";
   const fast = info.fastPaths.length ? `; fast paths: ${info.fastPaths.join(", ")}` : "";
+  const native = info.nativeKernels !== undefined ? `; ${info.nativeKernels}` : "";
   const skipped = info.skipped.length
     ? `; skipped ${info.skipped.map((s) => `${s.name} (${s.reason})`).join(", ")}`
     : "";
-  return `jointly: TensorFlow.js backend "${info.name}" (${kind}; tfjs ${info.versions.tfjs}${pkg}; node ${info.versions.node}${fast})${skipped}`;
+  return `jointly: TensorFlow.js backend "${info.name}" (${kind}; tfjs ${info.versions.tfjs}${pkg}; node ${info.versions.node}${fast}${native})${skipped}`;
 }

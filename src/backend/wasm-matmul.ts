@@ -30,9 +30,11 @@
  * @tensorflow/tfjs-backend-wasm 4.x but not public API.
  */
 import * as tf from "@tensorflow/tfjs";
+import { activeNative, type NativeKernels } from "./native.js";
 
 /** The parts of the emscripten module the override calls into. */
 interface WasmModule {
+  HEAPU8: Uint8Array;
   cwrap(name: string, returnType: null, argTypes: string[]): (...args: unknown[]) => void;
   tfjs: {
     registerTensor(id: number, size: number, memoryOffset: number): void;
@@ -205,6 +207,10 @@ function fastMatMul(
   const outBatchDims = broadcastBatch(aBatchDims, bBatchDims);
   const batch = prod(outBatchDims);
 
+  const native = activeNative();
+  if (native !== undefined) {
+    return nativeMatMul(native, backend, a, b, { M, N, K, transposeA, transposeB, batchA, batchB, aBatchDims, bBatchDims, outBatchDims, batch }, epi);
+  }
   // XNNPACK rejects a zero-width shared dimension; that product is trivial, so the naive loop is fine.
   if (K === 0) return stock();
   // Below ~16x16x16 per slice, the per-call setup (views, XNNPACK operator packing) costs more than the
@@ -317,6 +323,82 @@ function fastMatMul(
   } finally {
     for (const v of views) backend.wasm.tfjs.disposeData(v);
     for (const t of temps) backend.disposeData(t.dataId);
+  }
+  return out;
+}
+
+/** Dimensions of one product, as {@link fastMatMul} worked them out. */
+interface Dims {
+  M: number;
+  N: number;
+  K: number;
+  transposeA: boolean;
+  transposeB: boolean;
+  batchA: number;
+  batchB: number;
+  aBatchDims: number[];
+  bBatchDims: number[];
+  outBatchDims: number[];
+  batch: number;
+}
+
+/** Byte offset of a tensor's data in the wasm heap. */
+function byteOffset(backend: WasmBackend, info: tf.TensorInfo): number {
+  return dataOf(backend, info).memoryOffset;
+}
+
+/**
+ * The same product through the native addon's BLAS (src/backend/native.ts): operands are read where
+ * they lie in the wasm heap (BLAS takes the transposes itself), the bias and activation are applied
+ * natively, and PReLU by the backend's own kernel afterwards (same tiling as the stock kernel).
+ */
+function nativeMatMul(native: NativeKernels, backend: WasmBackend, a: tf.TensorInfo, b: tf.TensorInfo, d: Dims, epi: Epilogue): tf.TensorInfo {
+  const { M, N, K, batchA, batchB, batch } = d;
+  const out = backend.makeOutput([...d.outBatchDims, M, N], "float32");
+  if (M === 0 || N === 0 || batch === 0) return out;
+  try {
+    let biasOff = -1;
+    let biasSize = 0;
+    if (epi.bias !== undefined) {
+      if (epi.bias.shape.length !== 1) throw new Error(`_FusedMatMul only supports rank-1 bias but got rank ${epi.bias.shape.length}.`);
+      biasSize = epi.bias.shape[0]!;
+      if (biasSize !== N && biasSize !== 1) throw new Error(`_FusedMatMul: bias of size ${biasSize} does not broadcast to ${N} columns.`);
+      biasOff = byteOffset(backend, epi.bias);
+    }
+    let activation = epi.activation;
+    if (activation === ACTIVATION.prelu) {
+      if (epi.prelu === undefined) throw new Error("_FusedMatMul: prelu activation needs preluActivationWeights.");
+      activation = ACTIVATION.linear;
+    }
+    const tA = d.transposeA ? 1 : 0;
+    const tB = d.transposeB ? 1 : 0;
+    const aOff = byteOffset(backend, a);
+    const bOff = byteOffset(backend, b);
+    const cOff = byteOffset(backend, out);
+    // Read after makeOutput, which may have grown (replaced) the heap's buffer.
+    const heap = backend.wasm.HEAPU8.buffer;
+    const mk = M * K;
+    const kn = K * N;
+    if (batchB === 1 && !d.transposeA) {
+      // Shared right operand: every batch of `a` is more rows of one product (BLAS is fastest on one big call).
+      native.gemm(heap, 1, batchA * M, N, K, 0, tB, aOff, 0, bOff, 0, cOff, biasOff, biasSize, activation, epi.leakyreluAlpha);
+    } else if ((batchA === batch || batchA === 1) && (batchB === batch || batchB === 1)) {
+      native.gemm(heap, batch, M, N, K, tA, tB, aOff, batchA === 1 ? 0 : mk, bOff, batchB === 1 ? 0 : kn, cOff, biasOff, biasSize, activation, epi.leakyreluAlpha);
+    } else {
+      // Both sides broadcast (e.g. [2,1] with [1,3]): one call per output slice.
+      const aMap = batchIndexMap(d.outBatchDims, d.aBatchDims);
+      const bMap = batchIndexMap(d.outBatchDims, d.bBatchDims);
+      for (let i = 0; i < batch; i++) {
+        native.gemm(heap, 1, M, N, K, tA, tB, aOff + aMap[i]! * mk * 4, 0, bOff + bMap[i]! * kn * 4, 0, cOff + i * M * N * 4, biasOff, biasSize, activation, epi.leakyreluAlpha);
+      }
+    }
+    if (epi.activation === ACTIVATION.prelu) {
+      const outData = dataOf(backend, out);
+      wasmFns(backend).prelu(outData.id, dataOf(backend, epi.prelu!).id, outData.id);
+    }
+  } catch (e) {
+    backend.disposeData(out.dataId);
+    throw e;
   }
   return out;
 }

@@ -1,0 +1,305 @@
+/*
+ * jointly's native CPU kernels for the TensorFlow.js wasm backend.
+ *
+ * Why: tfjs-wasm's matrix products run on wasm SIMD128 (XNNPACK), about 15 GFLOP/s on one core of
+ * the development machine, while a native sgemm reaches 60-100 GFLOP/s on the same core. Where the
+ * native TensorFlow backend (tfjs-node) cannot be installed, this small addon keeps the tensors in
+ * the wasm heap (no copies) and runs the heavy loops natively: every matrix product through the
+ * system's BLAS (OpenBLAS), plus the bias/activation epilogue, and Adam / SGD updates.
+ *
+ * Every function takes the wasm heap (the WebAssembly.Memory's ArrayBuffer, fetched by the caller on
+ * each call because it is replaced when the heap grows) and byte offsets into it. The caller checks
+ * shapes and bounds; here only the heap size is checked again, so a wrong offset throws instead of
+ * writing outside the heap.
+ *
+ * Floating point: built with -ffp-contract=off and without -ffast-math, so the Adam and SGD updates
+ * round every intermediate to float32 in the same order as tf.train.adam / tf.train.sgd's ops on the
+ * wasm backend and give the same bits.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <node_api.h>
+
+/*
+ * The four BLAS entry points used, declared here rather than through cblas.h, whose location differs
+ * between distributions (Debian: /usr/include/x86_64-linux-gnu/cblas.h). Linked with -lopenblas.
+ */
+enum { CblasRowMajor = 101 };
+enum { CblasNoTrans = 111, CblasTrans = 112 };
+void cblas_sgemm(int order, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc);
+void openblas_set_num_threads(int num_threads);
+int openblas_get_num_threads(void);
+char *openblas_get_config(void);
+
+#define CHECK(call)                                                           \
+  do {                                                                        \
+    if ((call) != napi_ok) {                                                  \
+      napi_throw_error(env, NULL, "jointly-native: N-API call failed: " #call); \
+      return NULL;                                                            \
+    }                                                                         \
+  } while (0)
+
+#define MAX_ARGS 24
+
+/* Reads the heap (argument 0) and numeric arguments 1..n-1 into nums. */
+static int read_args(napi_env env, napi_callback_info info, size_t want, char **heap, size_t *heap_len, double *nums) {
+  size_t argc = MAX_ARGS;
+  napi_value argv[MAX_ARGS];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, NULL, "jointly-native: could not read the arguments");
+    return 0;
+  }
+  if (want > MAX_ARGS || argc != want) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "jointly-native: expected %zu arguments, got %zu", want, argc);
+    napi_throw_type_error(env, NULL, msg);
+    return 0;
+  }
+  void *data = NULL;
+  bool is_ab = false;
+  napi_is_arraybuffer(env, argv[0], &is_ab);
+  if (!is_ab || napi_get_arraybuffer_info(env, argv[0], &data, heap_len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "jointly-native: argument 0 must be the wasm heap's ArrayBuffer");
+    return 0;
+  }
+  *heap = (char *)data;
+  for (size_t i = 1; i < want; i++) {
+    if (napi_get_value_double(env, argv[i], &nums[i - 1]) != napi_ok) {
+      char msg[96];
+      snprintf(msg, sizeof msg, "jointly-native: argument %zu must be a number", i);
+      napi_throw_type_error(env, NULL, msg);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* True when [off, off + count floats) lies inside the heap. */
+static int in_heap(napi_env env, size_t heap_len, double off, double count, const char *what) {
+  if (off < 0 || count < 0 || off + count * 4.0 > (double)heap_len || fmod(off, 4.0) != 0) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "jointly-native: %s at byte %.0f (+%.0f floats) is outside the wasm heap of %zu bytes", what, off, count, heap_len);
+    napi_throw_range_error(env, NULL, msg);
+    return 0;
+  }
+  return 1;
+}
+
+/* Activation codes: the wasm backend's FusableActivation numbering. */
+enum { ACT_LINEAR = 0, ACT_RELU = 1, ACT_RELU6 = 2, ACT_LEAKYRELU = 4, ACT_SIGMOID = 5, ACT_ELU = 6 };
+
+static void activate(float *c, size_t n, int act, float alpha) {
+  switch (act) {
+    case ACT_RELU:
+      for (size_t i = 0; i < n; i++) c[i] = c[i] > 0.0f ? c[i] : 0.0f;
+      break;
+    case ACT_RELU6:
+      for (size_t i = 0; i < n; i++) c[i] = c[i] < 0.0f ? 0.0f : (c[i] > 6.0f ? 6.0f : c[i]);
+      break;
+    case ACT_LEAKYRELU:
+      for (size_t i = 0; i < n; i++) c[i] = c[i] < 0.0f ? alpha * c[i] : c[i];
+      break;
+    case ACT_SIGMOID:
+      for (size_t i = 0; i < n; i++) c[i] = 1.0f / (1.0f + expf(-c[i]));
+      break;
+    case ACT_ELU:
+      for (size_t i = 0; i < n; i++) c[i] = c[i] > 0.0f ? c[i] : expm1f(c[i]);
+      break;
+    default:
+      break;
+  }
+}
+
+/*
+ * gemm(heap, batch, M, N, K, transA, transB, aOff, aStride, bOff, bStride, cOff, biasOff, biasSize, act, alpha)
+ * For each b < batch: C_b[M,N] = act(op(A_b) op(B_b) + bias), row-major, where A_b starts at
+ * aOff + b*aStride*4 (aStride in floats; 0 broadcasts one A to every batch), likewise B_b, and C_b at
+ * cOff + b*M*N*4. op(A) is A[K,M] transposed when transA, else A[M,K]; op(B) likewise with B[N,K] /
+ * B[K,N]. biasOff < 0: no bias; biasSize is N (one per column) or 1 (one for all).
+ */
+static napi_value Gemm(napi_env env, napi_callback_info info) {
+  char *heap;
+  size_t heap_len;
+  double a[15];
+  if (!read_args(env, info, 16, &heap, &heap_len, a)) return NULL;
+  const int batch = (int)a[0], M = (int)a[1], N = (int)a[2], K = (int)a[3];
+  const int transA = a[4] != 0, transB = a[5] != 0;
+  const double aOff = a[6], aStride = a[7], bOff = a[8], bStride = a[9], cOff = a[10];
+  const double biasOff = a[11];
+  const int biasSize = (int)a[12], act = (int)a[13];
+  const float alpha = (float)a[14];
+  if (batch < 0 || M < 0 || N < 0 || K < 0) {
+    napi_throw_range_error(env, NULL, "jointly-native: gemm dimensions must be >= 0");
+    return NULL;
+  }
+  if (batch == 0 || M == 0 || N == 0) return NULL;
+  const double mk = (double)M * K, kn = (double)K * N, mn = (double)M * N;
+  if (!in_heap(env, heap_len, aOff, aStride * (batch - 1) + mk, "gemm operand a")) return NULL;
+  if (!in_heap(env, heap_len, bOff, bStride * (batch - 1) + kn, "gemm operand b")) return NULL;
+  if (!in_heap(env, heap_len, cOff, mn * batch, "gemm output")) return NULL;
+  const float *bias = NULL;
+  if (biasOff >= 0) {
+    if (biasSize != N && biasSize != 1) {
+      napi_throw_range_error(env, NULL, "jointly-native: gemm bias size must be N or 1");
+      return NULL;
+    }
+    if (!in_heap(env, heap_len, biasOff, biasSize, "gemm bias")) return NULL;
+    bias = (const float *)(heap + (size_t)biasOff);
+  }
+  for (int b = 0; b < batch; b++) {
+    const float *A = (const float *)(heap + (size_t)(aOff + 4.0 * aStride * b));
+    const float *B = (const float *)(heap + (size_t)(bOff + 4.0 * bStride * b));
+    float *C = (float *)(heap + (size_t)(cOff + 4.0 * mn * b));
+    float beta = 0.0f;
+    if (bias != NULL) {
+      /* C starts as the bias rows; sgemm then adds the product (beta = 1). */
+      for (int i = 0; i < M; i++) {
+        float *row = C + (size_t)i * N;
+        if (biasSize == N) memcpy(row, bias, sizeof(float) * (size_t)N);
+        else for (int j = 0; j < N; j++) row[j] = bias[0];
+      }
+      beta = 1.0f;
+    }
+    if (K == 0) {
+      if (bias == NULL) memset(C, 0, sizeof(float) * (size_t)M * N);
+    } else {
+      cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A,
+                  transA ? M : K, B, transB ? K : N, beta, C, N);
+    }
+    activate(C, (size_t)M * N, act, alpha);
+  }
+  return NULL;
+}
+
+/*
+ * adam(heap, n, xOff, gOff, mOff, vOff, xDst, mDst, vDst, b1, c1, b2, c2, oma1, oma2, eps, nlr)
+ * Reads x, g, m, v and writes the updated m, v, x to the *Dst offsets (which may equal the sources).
+ * The arithmetic is tf.train.adam's op sequence, each step rounded to float32:
+ *   m' = m*b1 + g*c1;  v' = v*b2 + (g*g)*c2;  x' = ((m'/oma1) / (sqrt(v'/oma2) + eps)) * nlr + x
+ */
+static napi_value Adam(napi_env env, napi_callback_info info) {
+  char *heap;
+  size_t heap_len;
+  double a[16];
+  if (!read_args(env, info, 17, &heap, &heap_len, a)) return NULL;
+  const double n = a[0];
+  const char *names[7] = {"adam variable", "adam gradient", "adam first moment", "adam second moment", "adam variable output", "adam first moment output", "adam second moment output"};
+  for (int i = 0; i < 7; i++)
+    if (!in_heap(env, heap_len, a[1 + i], n, names[i])) return NULL;
+  const float *x = (const float *)(heap + (size_t)a[1]);
+  const float *g = (const float *)(heap + (size_t)a[2]);
+  const float *m = (const float *)(heap + (size_t)a[3]);
+  const float *v = (const float *)(heap + (size_t)a[4]);
+  float *xo = (float *)(heap + (size_t)a[5]);
+  float *mo = (float *)(heap + (size_t)a[6]);
+  float *vo = (float *)(heap + (size_t)a[7]);
+  const float b1 = (float)a[8], c1 = (float)a[9], b2 = (float)a[10], c2 = (float)a[11];
+  const float oma1 = (float)a[12], oma2 = (float)a[13], eps = (float)a[14], nlr = (float)a[15];
+  const size_t count = (size_t)n;
+  for (size_t k = 0; k < count; k++) {
+    const float gk = g[k];
+    const float mNew = m[k] * b1 + gk * c1;
+    const float g2 = gk * gk;
+    const float vNew = v[k] * b2 + g2 * c2;
+    const float mHat = mNew / oma1;
+    const float vHat = vNew / oma2;
+    const float denom = sqrtf(vHat) + eps;
+    const float step = (mHat / denom) * nlr;
+    const float xk = x[k];
+    mo[k] = mNew;
+    vo[k] = vNew;
+    xo[k] = step + xk;
+  }
+  return NULL;
+}
+
+/* sgd(heap, n, xOff, gOff, xDst, nlr): x' = nlr*g + x, as tf.train.sgd's ops. */
+static napi_value Sgd(napi_env env, napi_callback_info info) {
+  char *heap;
+  size_t heap_len;
+  double a[5];
+  if (!read_args(env, info, 6, &heap, &heap_len, a)) return NULL;
+  const double n = a[0];
+  if (!in_heap(env, heap_len, a[1], n, "sgd variable") || !in_heap(env, heap_len, a[2], n, "sgd gradient") ||
+      !in_heap(env, heap_len, a[3], n, "sgd variable output"))
+    return NULL;
+  const float *x = (const float *)(heap + (size_t)a[1]);
+  const float *g = (const float *)(heap + (size_t)a[2]);
+  float *xo = (float *)(heap + (size_t)a[3]);
+  const float nlr = (float)a[4];
+  const size_t count = (size_t)n;
+  for (size_t k = 0; k < count; k++) {
+    const float step = nlr * g[k];
+    xo[k] = step + x[k];
+  }
+  return NULL;
+}
+
+/*
+ * sumRows(heap, rows, cols, xOff, outOff): out[j] = sum over i of x[i, j], in row order in float32,
+ * which is the order (and so the result) of tfjs-wasm's Sum after its transpose, without the transpose.
+ */
+static napi_value SumRows(napi_env env, napi_callback_info info) {
+  char *heap;
+  size_t heap_len;
+  double a[4];
+  if (!read_args(env, info, 5, &heap, &heap_len, a)) return NULL;
+  const size_t rows = (size_t)a[0], cols = (size_t)a[1];
+  if (!in_heap(env, heap_len, a[2], a[0] * a[1], "sumRows input") || !in_heap(env, heap_len, a[3], a[1], "sumRows output")) return NULL;
+  const float *x = (const float *)(heap + (size_t)a[2]);
+  float *out = (float *)(heap + (size_t)a[3]);
+  if (rows == 0) {
+    memset(out, 0, sizeof(float) * cols);
+    return NULL;
+  }
+  memmove(out, x, sizeof(float) * cols);
+  for (size_t i = 1; i < rows; i++) {
+    const float *row = x + i * cols;
+    for (size_t j = 0; j < cols; j++) out[j] += row[j];
+  }
+  return NULL;
+}
+
+/* setThreads(n): BLAS threads for later products. */
+static napi_value SetThreads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t n = 0;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc != 1 || napi_get_value_int32(env, argv[0], &n) != napi_ok || n < 1) {
+    napi_throw_range_error(env, NULL, "jointly-native: setThreads needs an integer >= 1");
+    return NULL;
+  }
+  openblas_set_num_threads(n);
+  return NULL;
+}
+
+/* info(): { threads, blasConfig } */
+static napi_value Info(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value obj, threads, cfg;
+  CHECK(napi_create_object(env, &obj));
+  CHECK(napi_create_int32(env, openblas_get_num_threads(), &threads));
+  CHECK(napi_create_string_utf8(env, openblas_get_config(), NAPI_AUTO_LENGTH, &cfg));
+  CHECK(napi_set_named_property(env, obj, "threads", threads));
+  CHECK(napi_set_named_property(env, obj, "blasConfig", cfg));
+  return obj;
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"gemm", NULL, Gemm, NULL, NULL, NULL, napi_default, NULL},
+      {"adam", NULL, Adam, NULL, NULL, NULL, napi_default, NULL},
+      {"sgd", NULL, Sgd, NULL, NULL, NULL, napi_default, NULL},
+      {"sumRows", NULL, SumRows, NULL, NULL, NULL, napi_default, NULL},
+      {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
+      {"info", NULL, Info, NULL, NULL, NULL, napi_default, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) return NULL;
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

@@ -1,0 +1,146 @@
+/**
+ * The optional native kernels (`native/jointly_native.c`): matrix products through the system's BLAS
+ * and the Adam / SGD updates, run directly on the tfjs-wasm heap.
+ *
+ * Why: where the native TensorFlow backend cannot be installed, tfjs falls back to wasm, whose SIMD128
+ * matrix products reach about 15 GFLOP/s on one core of the development machine, against 60-85 for
+ * OpenBLAS's sgemm on the same core. The addon keeps every tensor where tfjs-wasm put it (no copies)
+ * and only replaces the loops. It is built from source by `npm run native` (the cookbook and test
+ * commands run it through scripts/setup.mjs); when it is missing or fails to load, everything takes
+ * the pure-wasm paths and the reason is available from {@link nativeKernels}.
+ *
+ * Switches: `JOINTLY_NATIVE=0` never loads it; `JOINTLY_NATIVE_PATH` loads another build;
+ * `JOINTLY_NATIVE_THREADS` sets BLAS threads (default 1: tfjs itself runs on one thread, a second BLAS
+ * thread measured no faster on the 2-core machine, and one thread keeps the comparison with
+ * single-threaded PyTorch fair).
+ */
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+/** The addon's functions; offsets are byte offsets into `heap`, counts are float32 elements. */
+export interface NativeKernels {
+  /** C_b = act(op(A_b)·op(B_b) + bias) for b < batch; strides in floats (0 = one operand for every b). */
+  gemm(
+    heap: ArrayBufferLike,
+    batch: number,
+    M: number,
+    N: number,
+    K: number,
+    transA: number,
+    transB: number,
+    aOff: number,
+    aStride: number,
+    bOff: number,
+    bStride: number,
+    cOff: number,
+    biasOff: number,
+    biasSize: number,
+    activation: number,
+    alpha: number,
+  ): void;
+  /** tf.train.adam's update of one variable, bit for bit; outputs may alias inputs. */
+  adam(
+    heap: ArrayBufferLike,
+    n: number,
+    xOff: number,
+    gOff: number,
+    mOff: number,
+    vOff: number,
+    xDst: number,
+    mDst: number,
+    vDst: number,
+    b1: number,
+    c1: number,
+    b2: number,
+    c2: number,
+    oneMinusAcc1: number,
+    oneMinusAcc2: number,
+    eps: number,
+    negLr: number,
+  ): void;
+  /** tf.train.sgd's update x' = -lr·g + x. */
+  sgd(heap: ArrayBufferLike, n: number, xOff: number, gOff: number, xDst: number, negLr: number): void;
+  /** out[j] = Σ_i x[i, j] over a row-major [rows, cols] block, in row order (float32). */
+  sumRows(heap: ArrayBufferLike, rows: number, cols: number, xOff: number, outOff: number): void;
+  setThreads(n: number): void;
+  info(): { threads: number; blasConfig: string };
+}
+
+/** What loading the addon gave: the kernels, or why there are none. */
+export interface NativeStatus {
+  kernels?: NativeKernels;
+  /** The file tried. */
+  path: string;
+  /** Why `kernels` is undefined (not built, switched off, failed to load). */
+  reason?: string;
+  /** BLAS threads in use and the BLAS library's own description, when loaded. */
+  threads?: number;
+  blas?: string;
+}
+
+export const NATIVE_ENV = "JOINTLY_NATIVE";
+export const NATIVE_PATH_ENV = "JOINTLY_NATIVE_PATH";
+export const NATIVE_THREADS_ENV = "JOINTLY_NATIVE_THREADS";
+
+/** Where `npm run native` writes the addon: build/native/ at the package root (two levels above this file). */
+export function defaultNativePath(): string {
+  return fileURLToPath(new URL("../../build/native/jointly_native.node", import.meta.url));
+}
+
+let status: NativeStatus | undefined;
+let disabled = false;
+
+function load(): NativeStatus {
+  const path = process.env[NATIVE_PATH_ENV] || defaultNativePath();
+  const env = process.env[NATIVE_ENV];
+  if (env === "0" || env === "false") return { path, reason: `switched off (${NATIVE_ENV}=${env})` };
+  if (!existsSync(path)) return { path, reason: `not built (${path} does not exist; run \`npm run native\`)` };
+  let kernels: NativeKernels;
+  try {
+    const addon = createRequire(import.meta.url)(path) as NativeKernels;
+    // A plain object of the same functions (the addon's own properties are read-only), so a caller can wrap one.
+    kernels = {
+      gemm: addon.gemm,
+      adam: addon.adam,
+      sgd: addon.sgd,
+      sumRows: addon.sumRows,
+      setThreads: addon.setThreads,
+      info: addon.info,
+    };
+    const missing = Object.entries(kernels).filter(([, f]) => typeof f !== "function").map(([name]) => name);
+    if (missing.length > 0) return { path, reason: `${path} is an older build without ${missing.join(", ")} (run \`npm run native\`)` };
+  } catch (err) {
+    return { path, reason: `failed to load ${path}: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}` };
+  }
+  const threadsText = process.env[NATIVE_THREADS_ENV];
+  const threads = threadsText === undefined || threadsText === "" ? 1 : Number(threadsText);
+  if (!Number.isInteger(threads) || threads < 1) {
+    throw new Error(`${NATIVE_THREADS_ENV} must be an integer >= 1, but got "${threadsText}".`);
+  }
+  kernels.setThreads(threads);
+  const info = kernels.info();
+  return { kernels, path, threads: info.threads, blas: info.blasConfig };
+}
+
+/** Loads the addon once (later calls return the same status). */
+export function nativeKernels(): NativeStatus {
+  status ??= load();
+  if (disabled) return { path: status.path, reason: "switched off by setNativeKernelsEnabled(false)" };
+  return status;
+}
+
+/**
+ * Turn the native kernels off (or back on) for this process; the pure-wasm paths are used while off.
+ * For comparisons and tests: each kernel call checks this, so it takes effect at the next op.
+ */
+export function setNativeKernelsEnabled(enabled: boolean): void {
+  disabled = !enabled;
+}
+
+/** The kernels if loaded and enabled, else undefined; cheap enough to call per op. */
+export function activeNative(): NativeKernels | undefined {
+  if (disabled) return undefined;
+  status ??= load();
+  return status.kernels;
+}
