@@ -263,6 +263,56 @@ static napi_value SumRows(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * gatherRows(heap, n, rowElems, tableRows, tableOff, idxOff, outOff): out[i, :] = table[idx[i], :] for
+ * 4-byte elements (float32 or int32). Returns -1, or the position of the first index outside
+ * [0, tableRows) (nothing is copied then), for the caller to report.
+ */
+static napi_value GatherRows(napi_env env, napi_callback_info info) {
+  char *heap;
+  size_t heap_len;
+  double a[6];
+  if (!read_args(env, info, 7, &heap, &heap_len, a)) return NULL;
+  const double n = a[0], row = a[1], rows = a[2];
+  if (!in_heap(env, heap_len, a[3], rows * row, "gather table") || !in_heap(env, heap_len, a[4], n, "gather indices") ||
+      !in_heap(env, heap_len, a[5], n * row, "gather output"))
+    return NULL;
+  const char *table = heap + (size_t)a[3];
+  const int32_t *idx = (const int32_t *)(heap + (size_t)a[4]);
+  char *out = heap + (size_t)a[5];
+  const size_t count = (size_t)n, bytes = (size_t)row * 4;
+  napi_value result;
+  for (size_t i = 0; i < count; i++) {
+    if (idx[i] < 0 || (double)idx[i] >= rows) {
+      CHECK(napi_create_double(env, (double)i, &result));
+      return result;
+    }
+  }
+  for (size_t i = 0; i < count; i++) memcpy(out + i * bytes, table + (size_t)idx[i] * bytes, bytes);
+  CHECK(napi_create_double(env, -1, &result));
+  return result;
+}
+
+/*
+ * copy2d(heap, rows, width, srcOff, srcStride, dstOff, dstStride): copies a rows x width block of
+ * 4-byte elements between row strides (in elements): one part of a Concat or a SplitV on the last axes.
+ */
+static napi_value Copy2d(napi_env env, napi_callback_info info) {
+  char *heap;
+  size_t heap_len;
+  double a[6];
+  if (!read_args(env, info, 7, &heap, &heap_len, a)) return NULL;
+  const double rows = a[0], width = a[1], ss = a[3], ds = a[5];
+  if (rows == 0 || width == 0) return NULL;
+  if (!in_heap(env, heap_len, a[2], (rows - 1) * ss + width, "copy source") || !in_heap(env, heap_len, a[4], (rows - 1) * ds + width, "copy destination"))
+    return NULL;
+  const char *src = heap + (size_t)a[2];
+  char *dst = heap + (size_t)a[4];
+  const size_t r = (size_t)rows, bytes = (size_t)width * 4, sstep = (size_t)ss * 4, dstep = (size_t)ds * 4;
+  for (size_t i = 0; i < r; i++) memcpy(dst + i * dstep, src + i * sstep, bytes);
+  return NULL;
+}
+
 /* setThreads(n): BLAS threads for later products. */
 static napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -295,6 +345,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"adam", NULL, Adam, NULL, NULL, NULL, napi_default, NULL},
       {"sgd", NULL, Sgd, NULL, NULL, NULL, napi_default, NULL},
       {"sumRows", NULL, SumRows, NULL, NULL, NULL, napi_default, NULL},
+      {"gatherRows", NULL, GatherRows, NULL, NULL, NULL, napi_default, NULL},
+      {"copy2d", NULL, Copy2d, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, Info, NULL, NULL, NULL, napi_default, NULL},
   };

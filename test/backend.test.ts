@@ -108,12 +108,12 @@ test("on wasm the fast matmul, identity, native and missing segment-sum kernels 
   assert.equal(on.status, 0, on.stderr);
   const onOut = JSON.parse(on.stdout.trim());
   assert.match(onOut.native, /^native kernels on \(OpenBLAS [\d.]+, 1 BLAS thread\)$/);
-  assert.deepEqual({ ...onOut, native: undefined }, { fast: ["wasm-matmul", "wasm-identity", "native-blas", "wasm-segment-sum"], native: undefined, replaced: true, segmentSum: true });
+  assert.deepEqual({ ...onOut, native: undefined }, { fast: ["wasm-matmul", "wasm-fast-kernels", "native-blas", "wasm-segment-sum"], native: undefined, replaced: true, segmentSum: true });
   // Without the addon the wasm fast paths stay, and the report says why the native kernels are off.
   const noNative = inFreshProcess(code, { [BACKEND_ENV]: "", JOINTLY_NATIVE: "0" });
   assert.equal(noNative.status, 0, noNative.stderr);
   assert.deepEqual(JSON.parse(noNative.stdout.trim()), {
-    fast: ["wasm-matmul", "wasm-identity", "wasm-segment-sum"],
+    fast: ["wasm-matmul", "wasm-fast-kernels", "wasm-segment-sum"],
     native: "native kernels off: switched off (JOINTLY_NATIVE=0)",
     replaced: true,
     segmentSum: true,

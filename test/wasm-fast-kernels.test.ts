@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { registerWasmFastKernels } from "../src/backend/wasm-fast-kernels.js";
+import { registerMissingWasmKernels } from "../src/backend/wasm-kernels.js";
 import { activeNative, setNativeKernelsEnabled } from "../src/backend/native.js";
 import { fusedAdam } from "../src/backend/fused-optimizers.js";
 import { Rng } from "../src/data/random.js";
@@ -12,6 +13,8 @@ const rng = new Rng(99);
 before(async () => {
   await tf.setBackend("wasm");
   await tf.ready();
+  // tf.gather's gradient needs UnsortedSegmentSum, which stock tfjs-wasm lacks.
+  registerMissingWasmKernels();
 });
 
 interface Internals {
@@ -132,5 +135,112 @@ test("gradients of a Dense model with relu are the same with and without the fas
   } finally {
     h.restore();
     tf.dispose([x, y, ...vars]);
+  }
+});
+
+test("Cast to the same dtype shares the buffer; a real cast still converts", () => {
+  const h = registerWasmFastKernels();
+  try {
+    const x = tf.tensor1d([1.5, -2.5, 3]);
+    const same = tf.cast(x, "float32");
+    assert.equal(internals().dataIdMap.get(same.dataId)?.memoryOffset, internals().dataIdMap.get(x.dataId)?.memoryOffset);
+    const asInt = tf.cast(x, "int32");
+    assert.deepEqual(Array.from(asInt.dataSync()), [1, -2, 3]);
+    x.dispose();
+    assert.deepEqual(Array.from(same.dataSync()), [1.5, -2.5, 3]);
+    tf.dispose([same, asInt]);
+  } finally {
+    h.restore();
+  }
+});
+
+/** Every value of a list of kernel results, with their shapes, computed once with the stock kernels and once with ours. */
+function bothWays(f: () => tf.Tensor[]): { stock: { shape: number[]; data: number[] }[]; fast: { shape: number[]; data: number[] }[] } {
+  const read = (): { shape: number[]; data: number[] }[] => tf.tidy(() => f().map((t) => ({ shape: t.shape, data: Array.from(t.dataSync()) })));
+  const stock = read();
+  const h = registerWasmFastKernels();
+  try {
+    return { stock, fast: read() };
+  } finally {
+    h.restore();
+  }
+}
+
+test("GatherV2 on axis 0 (native rows) equals the stock kernel for float32 and int32 tables and any index shape", () => {
+  assert.ok(activeNative() !== undefined);
+  const table = tf.randomNormal([50, 3, 4], 0, 1, "float32", 11);
+  const intTable = tf.randomUniform([50, 7], -100, 100, "int32", 12);
+  const ids = [tf.tensor1d([0, 49, 3, 3, 17], "int32"), tf.tensor2d([[1, 2], [48, 0], [5, 5]], [3, 2], "int32"), tf.scalar(7, "int32"), tf.tensor1d([], "int32")];
+  const { stock, fast } = bothWays(() => ids.flatMap((i) => [tf.gather(table, i), tf.gather(table, i, -3), tf.gather(intTable, i), tf.gather(table, i, 1 % 1)]));
+  assert.deepEqual(fast, stock);
+  tf.dispose([table, intTable, ...ids]);
+});
+
+test("GatherV2 with an index outside the table names the index, its position and the table's shape", () => {
+  const h = registerWasmFastKernels();
+  try {
+    const table = tf.zeros([10, 4]);
+    const ids = tf.tensor1d([1, 2, 10, 3], "int32");
+    const before = tf.memory().numBytes;
+    assert.throws(() => tf.gather(table, ids), /GatherV2: index 10 \(at position 2 of the indices\) is not in \[0, 9\] for a tensor of shape \[10,4\]/);
+    const neg = tf.tensor1d([-1], "int32");
+    assert.throws(() => tf.gather(table, neg), /GatherV2: index -1 \(at position 0/);
+    assert.equal(tf.memory().numBytes, before + 4, "the failed outputs were freed (only `neg` was added)");
+    tf.dispose([table, ids, neg]);
+  } finally {
+    h.restore();
+  }
+});
+
+test("Concat and SplitV (native row blocks) equal the stock kernels on every axis, with empty parts and int32", () => {
+  assert.ok(activeNative() !== undefined);
+  const a = tf.randomNormal([4, 3, 5], 0, 1, "float32", 21);
+  const b = tf.randomNormal([4, 2, 5], 0, 1, "float32", 22);
+  const c = tf.zeros([4, 0, 5]);
+  const e = tf.randomNormal([4, 3, 1], 0, 1, "float32", 23);
+  const i1 = tf.randomUniform([6, 2], -9, 9, "int32", 24);
+  const i2 = tf.randomUniform([6, 5], -9, 9, "int32", 25);
+  const big = tf.randomNormal([1024, 144], 0, 1, "float32", 26);
+  const { stock, fast } = bothWays(() => [
+    tf.concat([a, b, c], 1),
+    tf.concat([a, a], 0),
+    tf.concat([a, e], 2),
+    tf.concat([a, e], -1),
+    tf.concat([i1, i2], 1),
+    ...tf.split(big, [64, 64, 16], 1),
+    ...tf.split(a, [1, 0, 2], 1),
+    ...tf.split(a, 2, 0),
+    ...tf.split(i2, [2, 3], 1),
+    ...tf.split(a, [2, -1], 2),
+  ]);
+  assert.deepEqual(fast, stock);
+  tf.dispose([a, b, c, e, i1, i2, big]);
+});
+
+test("embedding-style training step (gather, concat, their gradients) is the same with and without the fast kernels, with no leaks", () => {
+  const users = tf.variable(tf.randomNormal([100, 8], 0, 0.1, "float32", 31));
+  const items = tf.variable(tf.randomNormal([60, 8], 0, 0.1, "float32", 32));
+  const k = tf.variable(tf.randomNormal([16, 1], 0, 0.3, "float32", 33));
+  const u = tf.randomUniform([64], 0, 100, "int32", 34);
+  const it = tf.randomUniform([64], 0, 60, "int32", 35);
+  const y = tf.randomUniform([64, 1], 0, 1, "float32", 36);
+  const vars = [users, items, k];
+  const grads = (): number[][] =>
+    tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => tf.losses.sigmoidCrossEntropy(y, tf.matMul(tf.concat([tf.gather(users, u), tf.gather(items, it)], 1), k)), vars);
+      value.dispose();
+      return vars.map((v) => Array.from(grads[v.name]!.dataSync()));
+    });
+  const stock = grads();
+  const h = registerWasmFastKernels();
+  try {
+    grads();
+    const before = tf.memory().numTensors;
+    const fast = grads();
+    assert.equal(tf.memory().numTensors, before);
+    stock.forEach((s, i) => s.forEach((v, j) => assert.ok(Math.abs(v - fast[i]![j]!) <= 1e-7, `variable ${i} element ${j}: ${v} vs ${fast[i]![j]}`)));
+  } finally {
+    h.restore();
+    tf.dispose([...vars, u, it, y]);
   }
 });

@@ -92,7 +92,7 @@ async function applyFastPaths(name: BackendName, enabled: boolean): Promise<stri
     ? `native kernels on (${native.blas?.split(" ").slice(0, 2).join(" ")}, ${native.threads} BLAS thread${native.threads === 1 ? "" : "s"})`
     : `native kernels off: ${native.reason}`;
   // Reported only when ours is the kernel in use, not when the backend already had one.
-  return ["wasm-matmul", "wasm-identity", ...(native.kernels ? ["native-blas"] : []), ...added];
+  return ["wasm-matmul", "wasm-fast-kernels", ...(native.kernels ? ["native-blas"] : []), ...added];
 }
 
 const TF_NAME: Record<BackendName, string> = {

@@ -63,6 +63,10 @@ export interface NativeKernels {
   sgd(heap: ArrayBufferLike, n: number, xOff: number, gOff: number, xDst: number, negLr: number): void;
   /** out[j] = Σ_i x[i, j] over a row-major [rows, cols] block, in row order (float32). */
   sumRows(heap: ArrayBufferLike, rows: number, cols: number, xOff: number, outOff: number): void;
+  /** out[i,:] = table[idx[i],:] (4-byte elements); -1, or the position of the first out-of-range index (nothing copied). */
+  gatherRows(heap: ArrayBufferLike, n: number, rowElems: number, tableRows: number, tableOff: number, idxOff: number, outOff: number): number;
+  /** A rows x width block of 4-byte elements from one row stride to another (strides in elements). */
+  copy2d(heap: ArrayBufferLike, rows: number, width: number, srcOff: number, srcStride: number, dstOff: number, dstStride: number): void;
   setThreads(n: number): void;
   info(): { threads: number; blasConfig: string };
 }
@@ -105,6 +109,8 @@ function load(): NativeStatus {
       adam: addon.adam,
       sgd: addon.sgd,
       sumRows: addon.sumRows,
+      gatherRows: addon.gatherRows,
+      copy2d: addon.copy2d,
       setThreads: addon.setThreads,
       info: addon.info,
     };
