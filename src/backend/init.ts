@@ -80,8 +80,11 @@ async function applyFastPaths(name: BackendName, enabled: boolean): Promise<stri
   const { registerFastWasmMatMul } = await import("./wasm-matmul.js");
   const { registerWasmFastKernels } = await import("./wasm-fast-kernels.js");
   const { nativeKernels } = await import("./native.js");
+  const { registerFusedOps } = await import("./fused-ops.js");
   const matmul = registerFastWasmMatMul();
   const fast = registerWasmFastKernels();
+  // Registered once and left in place: they run only while wasm is active with the native addon.
+  registerFusedOps();
   restoreFastPaths = () => {
     missing.restore();
     matmul.restore();

@@ -67,6 +67,15 @@ export interface NativeKernels {
   gatherRows(heap: ArrayBufferLike, n: number, rowElems: number, tableRows: number, tableOff: number, idxOff: number, outOff: number): number;
   /** A rows x width block of 4-byte elements from one row stride to another (strides in elements). */
   copy2d(heap: ArrayBufferLike, rows: number, width: number, srcOff: number, srcStride: number, dstOff: number, dstStride: number): void;
+  /** Gradient through an activation (wasm FusableActivation code) from its output y. */
+  actGrad(heap: ArrayBufferLike, n: number, activation: number, dyOff: number, yOff: number, outOff: number): void;
+  /** Per-row (or mean) loss; kind 0 softmax CE on class ids, 1 MSE, 2 sigmoid CE. -1 or the row of a bad class id. */
+  lossForward(heap: ArrayBufferLike, kind: number, n: number, cols: number, predOff: number, labelOff: number, labelIsFloat: number, outOff: number, mean: number): number;
+  /** Gradient of {@link NativeKernels.lossForward} for the predictions (or the labels, for MSE / sigmoid CE). */
+  lossBackward(
+    heap: ArrayBufferLike, kind: number, n: number, cols: number, predOff: number, labelOff: number, labelIsFloat: number,
+    dyOff: number, dyIsScalar: number, outOff: number, wrtLabels: number,
+  ): void;
   setThreads(n: number): void;
   info(): { threads: number; blasConfig: string };
 }
@@ -111,6 +120,9 @@ function load(): NativeStatus {
       sumRows: addon.sumRows,
       gatherRows: addon.gatherRows,
       copy2d: addon.copy2d,
+      actGrad: addon.actGrad,
+      lossForward: addon.lossForward,
+      lossBackward: addon.lossBackward,
       setThreads: addon.setThreads,
       info: addon.info,
     };

@@ -4,6 +4,7 @@
  * A batch with no labelled rows contributes 0, not NaN.
  */
 import * as tf from "@tensorflow/tfjs";
+import { fusedLoss, type FusedLossName } from "../backend/fused-ops.js";
 
 /** (labels, predictions, mask?) => scalar loss. */
 export type LossFn = (labels: tf.Tensor, predictions: tf.Tensor, mask?: tf.Tensor) => tf.Scalar;
@@ -45,9 +46,23 @@ function sameShape(labels: tf.Tensor, predictions: tf.Tensor, loss: string): tf.
   return labels;
 }
 
+/**
+ * The loss as one fused op (wasm with jointly's native addon; src/backend/fused-ops.ts): the mean
+ * directly without a mask, else per-row values for {@link maskedMean}. Undefined where the fused op
+ * does not apply, and the composite ops below run instead.
+ */
+function fused(kind: FusedLossName, labels: tf.Tensor, predictions: tf.Tensor, mask: tf.Tensor | undefined): tf.Scalar | undefined {
+  const out = fusedLoss(kind, labels, predictions, mask === undefined);
+  if (out === undefined || mask === undefined) return out as tf.Scalar | undefined;
+  return maskedMean(out as tf.Tensor1D, mask);
+}
+
 /** Mean squared error. */
 export const mse: LossFn = (labels, predictions, mask) =>
-  tf.tidy(() => maskedMean(perRow(tf.squaredDifference(sameShape(labels, predictions, "mse"), predictions)), mask));
+  tf.tidy(() => {
+    const y = sameShape(labels, predictions, "mse");
+    return fused("mse", y, predictions, mask) ?? maskedMean(perRow(tf.squaredDifference(y, predictions)), mask);
+  });
 
 /** Mean absolute error. */
 export const mae: LossFn = (labels, predictions, mask) =>
@@ -72,6 +87,10 @@ export function huber(delta = 1): LossFn {
 export const softmaxCrossEntropy: LossFn = (labels, logits, mask) =>
   tf.tidy(() => {
     checkRows(labels, logits, "softmaxCrossEntropy");
+    if (labels.size === logits.shape[0]) {
+      const ids = fused("softmaxCrossEntropy", labels, logits, mask);
+      if (ids !== undefined) return ids;
+    }
     const classes = logits.shape[logits.rank - 1] as number;
     const target =
       labels.size === logits.shape[0]
@@ -89,6 +108,8 @@ export const softmaxCrossEntropy: LossFn = (labels, logits, mask) =>
 export const binaryCrossEntropy: LossFn = (labels, logits, mask) =>
   tf.tidy(() => {
     const z = tf.cast(sameShape(labels, logits, "binaryCrossEntropy"), "float32");
+    const viaFused = fused("binaryCrossEntropy", z, logits, mask);
+    if (viaFused !== undefined) return viaFused;
     const x = logits;
     const l = tf.add(tf.sub(tf.relu(x), tf.mul(x, z)), tf.log1p(tf.exp(tf.neg(tf.abs(x)))));
     return maskedMean(perRow(l), mask);
