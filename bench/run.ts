@@ -21,6 +21,8 @@ import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
 import { initBackend } from "../src/backend/init.js";
 import { registerFastWasmMatMul } from "../src/backend/wasm-matmul.js";
+import { registerWasmFastKernels } from "../src/backend/wasm-fast-kernels.js";
+import { nativeKernels, setNativeKernelsEnabled } from "../src/backend/native.js";
 import { WORKLOADS, WORKLOAD_IDS, type Form, type Runner, type WorkloadId } from "./workloads.js";
 import { measureFleetWorkers, type FleetWorkersResult } from "./fleet-workers.js";
 
@@ -88,6 +90,7 @@ interface ChildResult {
   fastPaths: string[];
   forms: Partial<Record<Form, FormResult>>;
   stockWasm?: FormResult;
+  pureWasm?: FormResult;
   /** W6 only: the fleet split across 2 worker threads (bench/fleet-workers.ts). */
   workers?: FleetWorkersResult;
   tensorsAfter: number;
@@ -155,26 +158,49 @@ async function child(id: WorkloadId): Promise<void> {
     forms[p.form] = { ms: round(median(p.samples), 3), samples: p.samples.map((s) => round(s, 3)), stepsPerRep: p.stepsPerRep, firstLoss: p.firstLoss, lastLoss: p.lastLoss };
   }
 
-  // Stock tfjs-wasm matmul kernels (jointly's overrides removed), the library's way, for W1 and W2.
+  /** A form measured again with some of jointly's kernels taken away (fewer repetitions). */
+  const measureWithout = (r: Runner, heavy: boolean): FormResult => {
+    const { est } = warm(r, heavy ? 1 : 3);
+    const steps = Math.max(1, Math.min(50, Math.round(REP_BUDGET_MS / Math.max(est, 0.01))));
+    const samples: number[] = [];
+    let loss = NaN;
+    for (let rep = 0; rep < (QUICK ? 2 : 3); rep++) {
+      const b = block(r, steps);
+      samples.push(b.ms);
+      loss = b.loss;
+    }
+    counts.push(tf.memory().numTensors);
+    return { ms: round(median(samples), 3), samples: samples.map((s) => round(s, 3)), stepsPerRep: steps, firstLoss: NaN, lastLoss: loss };
+  };
+
+  // The library's best form without the native addon: what a machine without a C compiler or
+  // OpenBLAS gets (jointly's pure-wasm matmul path, fused JS optimizer loop, shared Identity).
+  let pureWasm: FormResult | undefined;
+  const best = plan.find((p) => p.form === "fused") ?? plan.find((p) => p.form === "jointly");
+  if (best && nativeKernels().kernels) {
+    setNativeKernelsEnabled(false);
+    try {
+      pureWasm = measureWithout(best.r, id === "W2");
+    } finally {
+      setNativeKernelsEnabled(true);
+    }
+  }
+
+  // Stock tfjs-wasm (every jointly kernel removed: no addon, no matmul override, no shared Identity),
+  // the library's way with tf.train.adam, for W1 and W2.
   let stockWasm: FormResult | undefined;
   const lib = plan.find((p) => p.form === "jointly");
   if ((id === "W1" || id === "W2") && lib && info.fastPaths.includes("wasm-matmul")) {
+    setNativeKernelsEnabled(false);
     registerFastWasmMatMul().restore();
+    registerWasmFastKernels().restore();
     try {
-      const { est } = warm(lib.r, id === "W2" ? 1 : 3);
-      const steps = Math.max(1, Math.min(50, Math.round(REP_BUDGET_MS / Math.max(est, 0.01))));
-      const samples: number[] = [];
-      let loss = NaN;
-      for (let rep = 0; rep < (QUICK ? 2 : 3); rep++) {
-        const b = block(lib.r, steps);
-        samples.push(b.ms);
-        loss = b.loss;
-      }
-      stockWasm = { ms: round(median(samples), 3), samples: samples.map((s) => round(s, 3)), stepsPerRep: steps, firstLoss: NaN, lastLoss: loss };
+      stockWasm = measureWithout(lib.r, id === "W2");
     } finally {
       registerFastWasmMatMul();
+      registerWasmFastKernels();
+      setNativeKernelsEnabled(true);
     }
-    counts.push(tf.memory().numTensors);
   }
 
   const tensorsAfter = tf.memory().numTensors;
@@ -188,6 +214,7 @@ async function child(id: WorkloadId): Promise<void> {
     fastPaths: info.fastPaths,
     forms,
     stockWasm,
+    pureWasm,
     workers,
     tensorsAfter,
     tensorCounts: counts,
@@ -271,7 +298,7 @@ async function parent(): Promise<void> {
     console.log(
       `${id} ${c.title}: jointly ${fmt(f.jointly?.ms, 2)} | fused ${fmt(f.fused?.ms, 2)} | raw ${fmt(f.raw?.ms, 2)}${f.ensemble ? ` | ensemble ${fmt(f.ensemble.ms, 2)}` : ""}` +
         `${c.workers ? ` | 2 workers: fleet ${fmt(c.workers.fused_2workers, 2)} (1 thread ${fmt(c.workers.fused_1thread, 2)}), ensemble ${fmt(c.workers.ensemble_2workers, 2)} (1 thread ${fmt(c.workers.ensemble_1thread, 2)}), control speed-up ${c.workers.spin_speedup}x` : ""}` +
-        `${c.stockWasm ? ` | stock wasm ${fmt(c.stockWasm.ms, 2)}` : ""} ms/step; tensors ${c.tensorsAfter} (growth ${c.tensorGrowth}); peak RSS ${c.peakRssMB} MB`,
+        `${c.pureWasm ? ` | without the addon ${fmt(c.pureWasm.ms, 2)}` : ""}${c.stockWasm ? ` | stock wasm ${fmt(c.stockWasm.ms, 2)}` : ""} ms/step; tensors ${c.tensorsAfter} (growth ${c.tensorGrowth}); peak RSS ${c.peakRssMB} MB`,
     );
   }
 
@@ -310,6 +337,8 @@ async function parent(): Promise<void> {
       // Library overhead, like for like: the same optimizer (stock Adam) as the raw loop.
       stock_jointly_over_raw: stock !== undefined && raw !== undefined ? round(stock / raw, 3) : undefined,
       stock_wasm: c.stockWasm?.ms,
+      pure_wasm: c.pureWasm?.ms,
+      native_speedup: c.pureWasm && lib ? round(c.pureWasm.ms / lib, 2) : undefined,
       fast_kernel_speedup: c.stockWasm && stock ? round(c.stockWasm.ms / stock, 2) : undefined,
       torch_1t: t1 !== undefined ? round(t1, 3) : undefined,
       torch: tDefault !== undefined ? round(tDefault, 3) : undefined,
@@ -346,6 +375,7 @@ async function parent(): Promise<void> {
     const ratio = basis !== undefined && t1 ? `${(basis / t1).toFixed(2)}x${lib === undefined ? " (raw)" : ""}` : "–";
     rows.push(
       `| ${c.id} | ${c.title} | ${libCell} | ${fmt(stock, 2)} | ${fmt(fused, 2)} | ${fmt(raw, 2)} | ${stock !== undefined && raw !== undefined ? (stock / raw).toFixed(2) : "–"} | ${lib !== undefined && raw !== undefined ? (lib / raw).toFixed(2) : "–"} | ` +
+        `${c.pureWasm && lib ? `${fmt(c.pureWasm.ms, 2)} (${(c.pureWasm.ms / lib).toFixed(1)}x)` : "–"} | ` +
         `${c.stockWasm ? `${fmt(c.stockWasm.ms)} (${(c.stockWasm.ms / (stock ?? NaN)).toFixed(1)}x)` : "–"} | ${fmt(t1, 2)} | ${fmt(tMt, 2)} | ${ratio} | ` +
         `${c.tensorsAfter} (${c.tensorGrowth >= 0 ? "+" : ""}${c.tensorGrowth}) | ${fmt(c.peakRssMB, 0)} |`,
     );
@@ -355,7 +385,7 @@ async function parent(): Promise<void> {
       const te1 = torchMs("1", "W6_ensemble");
       const teMt = torchMs(mtKey, "W6_ensemble");
       rows.push(
-        `| W6e | same fleet, vectorised ensemble (rank-3 tf.matMul, one Adam) | – | – | – | ${fmt(f.ensemble.ms, 2)} | – | – | – | ${fmt(te1, 2)} | ${fmt(teMt, 2)} | ${te1 ? `${(f.ensemble.ms / te1).toFixed(2)}x (raw)` : "–"} | (same process as W6) | |`,
+        `| W6e | same fleet, vectorised ensemble (rank-3 tf.matMul, one Adam) | – | – | – | ${fmt(f.ensemble.ms, 2)} | – | – | – | – | ${fmt(te1, 2)} | ${fmt(teMt, 2)} | ${te1 ? `${(f.ensemble.ms / te1).toFixed(2)}x (raw)` : "–"} | (same process as W6) | |`,
       );
       flopLines.push(`- W6e: same FLOPs; hand-written ensemble ${g(f.ensemble.ms)} GFLOP/s, torch ensemble 1 thread ${g(te1)}.`);
     }
@@ -370,6 +400,8 @@ async function parent(): Promise<void> {
     }
   }
 
+  const status = nativeKernels();
+  const nativeLine = status.kernels ? `jointly's native kernels on: ${status.blas?.split(" ").slice(0, 2).join(" ")}, ${status.threads} BLAS thread` : `jointly's native kernels off: ${status.reason}`;
   const loadEnd = os.loadavg();
   const machine = {
     cpu: cpuModel(),
@@ -377,6 +409,7 @@ async function parent(): Promise<void> {
     node: process.version,
     tfjs: tfjsVersion,
     tfjs_backend_wasm: wasmVersion,
+    native_kernels: nativeLine,
     torch: t?.torch_version ?? null,
     torch_default_threads: t?.default_threads ?? null,
     python: torch.python ?? null,
@@ -392,18 +425,19 @@ async function parent(): Promise<void> {
   const md = [
     "# jointly benchmark",
     "",
-    `Machine: ${machine.cpu}, ${machine.cores} cores; Node ${machine.node}; tfjs ${tfjsVersion} (wasm ${wasmVersion}, single-threaded, jointly's XNNPACK matmul kernels on); ` +
+    `Machine: ${machine.cpu}, ${machine.cores} cores; Node ${machine.node}; tfjs ${tfjsVersion} (wasm ${wasmVersion}, single-threaded; ${nativeLine}); ` +
       `PyTorch ${machine.torch ?? "n/a"} (default ${machine.torch_default_threads ?? "?"} thread(s)). ` +
       `Load average ${machine.load_average_start.join(" ")} at start, ${machine.load_average_end.join(" ")} at end (shared machine: numbers are noisy). ${machine.date}.`,
     "",
     "ms per training step (forward, backward, optimizer update, loss read back as a number), median of repetitions after warm-up.",
     "",
-    `| id | workload | jointly (best) | jointly, tf.train.adam | jointly, fusedAdam | raw tfjs | jointly/raw, same Adam | best/raw | stock wasm (gain) | torch 1 thread | torch ${mtKey ?? "N"} threads | jointly/torch 1t | tensors after (growth) | peak RSS MB |`,
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    `| id | workload | jointly (best) | jointly, tf.train.adam | jointly, fusedAdam | raw tfjs | jointly/raw, same Adam | best/raw | jointly without the addon (slower by) | stock wasm (slower by) | torch 1 thread | torch ${mtKey ?? "N"} threads | jointly/torch 1t | tensors after (growth) | peak RSS MB |`,
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ...rows,
     "",
     "- jointly (best): the library's fastest configuration measured, `(f)` when that is `fusedAdam`. The library form is `JointTrainer` (W4: `AlternatingTrainer`, one bench step = A's turn + B's turn; W5: `JointTrainer` with `weighting: { name: \"gradnorm\", options: { alpha: 1.5, lr: 1e-2 } }`; W6: one `JointTrainer` per model). raw: `tf.variableGrads` + `tf.train.adam`'s `applyGradients` by hand. jointly/raw, same Adam: the library's overhead over the hand loop, both with `tf.train.adam`.",
-    "- stock wasm: the jointly way (tf.train.adam) with tfjs-wasm's own matmul kernels (jointly's overrides removed); gain = stock / jointly.",
+    "- jointly without the addon: the best library form with the native addon switched off (`JOINTLY_NATIVE=0`): jointly's pure-wasm kernels (XNNPACK for every matmul, JS fused optimizer loop, shared Identity), what a machine without a C compiler or OpenBLAS gets; slower by = that / jointly (best).",
+    "- stock wasm: the jointly way (tf.train.adam) on stock tfjs-wasm (no addon and none of jointly's kernel overrides); slower by = that / jointly with tf.train.adam.",
     "- tensors after: `tf.memory().numTensors` with the workload's models alive after the last repetition; growth: change from the end of warm-up (0 = no leak).",
     "- peak RSS: the workload's own Node process (each workload runs in a separate process).",
     ...(torch.message ? [`- ${torch.message}`] : []),
