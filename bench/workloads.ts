@@ -1,9 +1,10 @@
 /**
  * The six benchmark workloads of `npm run bench`, each in the forms that are timed:
  *
- * - `jointly`: the library's way (JointTrainer; W4 AlternatingTrainer; W5 JointTrainer with the
+ * - `jointly`: the library's way (JointTrainer; W4 AlternatingTrainer with a forward pass written with
+ *   jointly's `dense` and `mse`; W5 JointTrainer with the
  *   "gradnorm" weighting) with stock `tf.train.adam`;
- * - `fused`: the same with the library's `fusedAdam` (one JS pass per small variable);
+ * - `fused`: the same with the library's `fusedAdam` (one native pass per variable with the addon);
  * - `raw`: a hand-written TensorFlow.js loop (`tf.variableGrads` + `optimizer.applyGradients`);
  * - `ensemble` (W6 only): 64 models as stacked weights and rank-3 `tf.matMul`s, one Adam.
  *
@@ -17,6 +18,8 @@ import { JointTrainer } from "../src/train/joint-trainer.js";
 import { AlternatingTrainer } from "../src/train/alternating.js";
 import { GradNorm } from "../src/weighting/gradnorm.js";
 import { fusedAdam } from "../src/backend/fused-optimizers.js";
+import { dense } from "../src/backend/fused-ops.js";
+import { mse } from "../src/losses/per-task.js";
 import { trainable, type Trainable } from "../src/train/model.js";
 import { TableEmbedding } from "../src/layers/embedding.js";
 
@@ -333,11 +336,15 @@ const W4: WorkloadDef = {
       // frozen B, then B on the updated A's output (A's ops are outside B's gradient path).
       const optA = adamFor(form);
       const optB = adamFor(form);
+      // The library's way writes the forward pass with jointly's `dense` and its `mse` loss (fused
+      // ops on wasm with the native addon; tf.fused.matMul and composite ops elsewhere).
+      const libA = (): tf.Tensor => dense(dense(x, a1.k, a1.b, "relu"), a2.k, a2.b);
+      const libB = (z: tf.Tensor): tf.Tensor => dense(dense(z, b1.k, b1.b, "relu"), b2.k, b2.b);
       const trainer = new AlternatingTrainer<null>({
-        forward: () => ({ out: netB(netA()) }),
+        forward: () => ({ out: libB(libA()) }),
         turns: [
-          { name: "A", variables: varsA, optimizer: optA, loss: (o) => meanSq(o.out as tf.Tensor, y) },
-          { name: "B", variables: varsB, optimizer: optB, loss: (o) => meanSq(o.out as tf.Tensor, y) },
+          { name: "A", variables: varsA, optimizer: optA, loss: (o) => mse(y, o.out as tf.Tensor) },
+          { name: "B", variables: varsB, optimizer: optB, loss: (o) => mse(y, o.out as tf.Tensor) },
         ],
       });
       return {

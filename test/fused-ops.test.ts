@@ -133,3 +133,19 @@ test("fusedDense declines what it does not cover, and everything when the addon 
   assert.deepEqual(Array.from(y.dataSync()), new Array(8).fill(4));
   tf.dispose([x, k, b, y]);
 });
+
+test("dense(): fused with the addon, tf.fused.matMul without, same numbers up to rounding; bad shapes name the values", async () => {
+  const { dense } = await import("../src/index.js");
+  const x = tf.randomNormal([16, 5], 0, 1, "float32", 41);
+  const k = tf.randomNormal([5, 3], 0, 1, "float32", 42);
+  const b = tf.randomNormal([3], 0, 1, "float32", 43);
+  const on = Array.from(dense(x, k, b, "relu").dataSync());
+  const off = mode(false, () => Array.from(dense(x, k, b, "relu").dataSync()));
+  // Off, the products run through XNNPACK instead of BLAS: equal up to float32 rounding.
+  close(on, off, 1e-6, "dense relu with vs without the addon");
+  assert.deepEqual(Array.from(dense(x, k).dataSync()), Array.from(tf.matMul(x, k).dataSync()));
+  assert.throws(() => dense(x, tf.ones([4, 3])), /dense: x \[rows, in\] and kernel \[in, out\] must agree, but got x of shape \[16,5\] and kernel of shape \[4,3\]/);
+  assert.throws(() => dense(x, k, tf.ones([4])), /dense: bias must have shape \[3\], but got \[4\]/);
+  assert.throws(() => dense(x, k, b, "tanh" as "relu"), /dense: activation must be one of linear, relu, relu6, sigmoid, elu, but got "tanh"/);
+  tf.dispose([x, k, b]);
+});
