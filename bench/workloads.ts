@@ -174,8 +174,6 @@ function twoHead(id: "W1" | "W2", width: number, batchDefault: number): Workload
         setLayer(lr, denseInit(width, 1, 14));
         const [outCls, outReg] = model.outputNames as [string, string];
         const opt = adamFor(form);
-        // One-hot rows made once, as the raw loop does (class ids would cost a OneHot op per step).
-        const oneHot = tf.oneHot(labels, 2);
         const trainer = new JointTrainer({
           model,
           tasks: [
@@ -185,10 +183,11 @@ function twoHead(id: "W1" | "W2", width: number, batchDefault: number): Workload
           optimizer: opt,
         });
         return {
-          step: () => [trainer.step(x, { cls: oneHot, reg: yReg }).total],
+          // Class ids, as a user passes them (the loss takes ids or one-hot rows).
+          step: () => [trainer.step(x, { cls: labels, reg: yReg }).total],
           dispose: () => {
             trainer.dispose();
-            disposeAll(x, labels, yReg, oneHot, opt, model);
+            disposeAll(x, labels, yReg, opt, model);
           },
         };
       }

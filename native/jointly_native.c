@@ -359,7 +359,7 @@ static long class_id(const char *labels, int is_float, size_t i, int classes) {
 }
 
 /* Loss kinds of lossForward / lossBackward. */
-enum { LOSS_SOFTMAX_CE = 0, LOSS_MSE = 1, LOSS_SIGMOID_CE = 2 };
+enum { LOSS_SOFTMAX_CE = 0, LOSS_MSE = 1, LOSS_SIGMOID_CE = 2, LOSS_SOFTMAX_CE_ROWS = 3 };
 
 /*
  * lossForward(heap, kind, n, cols, predOff, labelOff, labelIsFloat, outOff, mean): per-row losses
@@ -368,6 +368,7 @@ enum { LOSS_SOFTMAX_CE = 0, LOSS_MSE = 1, LOSS_SIGMOID_CE = 2 };
  *               row loss = logsumexp(z) - z[label].
  *   MSE:        row loss = mean_j (p - y)^2 over [n, cols].
  *   sigmoid CE: row loss = mean_j max(x,0) - x z + log1p(exp(-|x|)) over [n, cols] logits x, labels z.
+ *   softmax CE on label rows (one-hot or probabilities t, [n, cols]): row loss = sum_j t_j (logsumexp(z) - z_j).
  * Sums run in double, so a long row or batch loses nothing to float32 accumulation.
  * Returns -1, or the row of the first class id that is not an integer in [0, cols) (softmax CE).
  */
@@ -402,6 +403,14 @@ static napi_value LossForward(napi_env env, napi_callback_info info) {
       double se = 0;
       for (size_t j = 0; j < cols; j++) se += exp((double)row[j] - mx);
       loss = log(se) + mx - row[c];
+    } else if (kind == LOSS_SOFTMAX_CE_ROWS) {
+      const float *t = (const float *)labels + i * cols;
+      float mx = row[0];
+      for (size_t j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
+      double se = 0;
+      for (size_t j = 0; j < cols; j++) se += exp((double)row[j] - mx);
+      const double lse = log(se) + mx;
+      for (size_t j = 0; j < cols; j++) loss += (double)t[j] * (lse - row[j]);
     } else if (kind == LOSS_MSE) {
       const float *y = (const float *)labels + i * cols;
       for (size_t j = 0; j < cols; j++) {
@@ -430,7 +439,8 @@ static napi_value LossForward(napi_env env, napi_callback_info info) {
  * the gradient of lossForward with respect to the predictions (or, for MSE and sigmoid CE, the labels
  * when wrtLabels != 0), given dy per row (or one dy for the mean, dyIsScalar != 0, already divided
  * by nothing: the 1/n of the mean is applied here).
- *   softmax CE: dy_i (softmax(z_i) - onehot_i);  MSE: dy_i 2 (p - y) / cols (labels: the negative);
+ *   softmax CE: dy_i (softmax(z_i) - onehot_i);  on label rows: dy_i (softmax(z_i) sum(t_i) - t_i)
+ *   (labels: dy_i (logsumexp(z_i) - z_i));  MSE: dy_i 2 (p - y) / cols (labels: the negative);
  *   sigmoid CE: dy_i (sigmoid(x) - z) / cols (labels: -dy_i x / cols).
  */
 static napi_value LossBackward(napi_env env, napi_callback_info info) {
@@ -461,6 +471,18 @@ static napi_value LossBackward(napi_env env, napi_callback_info info) {
       double se = 0;
       for (size_t j = 0; j < cols; j++) se += exp((double)row[j] - mx);
       for (size_t j = 0; j < cols; j++) g[j] = (float)(d * (exp((double)row[j] - mx) / se - ((long)j == c ? 1.0 : 0.0)));
+    } else if (kind == LOSS_SOFTMAX_CE_ROWS) {
+      const float *t = (const float *)labels + i * cols;
+      float mx = row[0];
+      for (size_t j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
+      double se = 0, tsum = 0;
+      for (size_t j = 0; j < cols; j++) {
+        se += exp((double)row[j] - mx);
+        tsum += t[j];
+      }
+      const double lse = log(se) + mx;
+      for (size_t j = 0; j < cols; j++)
+        g[j] = (float)(wrt_labels ? d * (lse - row[j]) : d * (exp((double)row[j] - mx) / se * tsum - t[j]));
     } else if (kind == LOSS_MSE) {
       const float *y = (const float *)labels + i * cols;
       const double s = (wrt_labels ? -2.0 : 2.0) * d / (double)cols;

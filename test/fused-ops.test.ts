@@ -48,6 +48,8 @@ const mask = tf.cast(tf.randomUniform([n], 0, 2, "int32", 6), "float32");
 for (const [name, loss, labels, p, withLabels] of [
   ["softmax CE, int32 ids", softmaxCrossEntropy, ids, logits, false],
   ["softmax CE, float32 ids [n,1]", softmaxCrossEntropy, tf.reshape(idsFloat, [n, 1]), logits, false],
+  ["softmax CE, one-hot rows", softmaxCrossEntropy, tf.oneHot(ids, 5), logits, true],
+  ["softmax CE, probability rows", softmaxCrossEntropy, tf.softmax(tf.randomNormal([n, 5], 0, 1, "float32", 7)), logits, true],
   ["mse", mse, target, pred, true],
   ["mse, rank-1", mse, tf.reshape(tf.slice(target, [0, 0], [n, 1]), [n]), tf.reshape(tf.slice(pred, [0, 0], [n, 1]), [n]), true],
   ["binary CE", binaryCrossEntropy, zeroOne, pred, true],

@@ -37,7 +37,7 @@ const ACTIVATION = { linear: 0, relu: 1, relu6: 2, sigmoid: 5, elu: 6 } as const
 export type FusedActivation = keyof typeof ACTIVATION;
 
 /** Loss kinds, as the addon numbers them. */
-const KIND = { softmaxCrossEntropy: 0, mse: 1, binaryCrossEntropy: 2 } as const;
+const KIND = { softmaxCrossEntropy: 0, mse: 1, binaryCrossEntropy: 2, softmaxCrossEntropyRows: 3 } as const;
 export type FusedLossName = keyof typeof KIND;
 
 interface WasmBackend {
@@ -193,7 +193,8 @@ export function fusedDense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor, act
 /**
  * A per-task loss as one fused op: the mean over rows (`mean`) or one value per row, or `undefined`
  * when the fused ops are not active or the case is not covered (softmax CE needs rank-2 logits and one
- * class id per row; MSE and sigmoid CE need labels with as many elements as the predictions).
+ * class id per row, or with `softmaxCrossEntropyRows` one-hot / probability rows of the logits' shape;
+ * MSE and sigmoid CE need labels with as many elements as the predictions).
  * Validation of shapes with clear errors is the caller's (src/losses/per-task.ts).
  */
 export function fusedLoss(kind: FusedLossName, labels: tf.Tensor, predictions: tf.Tensor, mean: boolean): tf.Tensor | undefined {
@@ -201,6 +202,8 @@ export function fusedLoss(kind: FusedLossName, labels: tf.Tensor, predictions: t
   const n = predictions.shape[0]!;
   if (kind === "softmaxCrossEntropy") {
     if (predictions.rank !== 2 || labels.size !== n || (labels.dtype !== "int32" && labels.dtype !== "float32") || predictions.shape[1] === 0) return undefined;
+  } else if (kind === "softmaxCrossEntropyRows") {
+    if (predictions.rank !== 2 || labels.size !== predictions.size || labels.dtype !== "float32" || predictions.shape[1] === 0) return undefined;
   } else if (labels.size !== predictions.size || labels.dtype !== "float32") {
     return undefined;
   }

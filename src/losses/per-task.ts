@@ -91,6 +91,10 @@ export const softmaxCrossEntropy: LossFn = (labels, logits, mask) =>
       const ids = fused("softmaxCrossEntropy", labels, logits, mask);
       if (ids !== undefined) return ids;
     }
+    if (labels.shape.join() === logits.shape.join()) {
+      const rows = fused("softmaxCrossEntropyRows", tf.cast(labels, "float32"), logits, mask);
+      if (rows !== undefined) return rows;
+    }
     const classes = logits.shape[logits.rank - 1] as number;
     const target =
       labels.size === logits.shape[0]
