@@ -32,7 +32,7 @@ const TMP_OUTPUT = join(ROOT, "build", "native", "jointly_native.new.node");
  * -ffp-contract=off and no -ffast-math: the Adam/SGD loops must round each operation to float32 as
  * tfjs's ops do (bit-identical updates). -march=native: the addon is built on the machine that runs it.
  */
-const FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fPIC", "-shared", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"];
+const FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"];
 
 /** The directory holding node_api.h: the running Node's own, else the node-api-headers package. */
 export function nodeApiInclude() {
