@@ -4,6 +4,7 @@ import * as tf from "@tensorflow/tfjs";
 import { directForward } from "../src/train/direct-forward.js";
 import { trainable } from "../src/train/model.js";
 import { JointTrainer } from "../src/train/joint-trainer.js";
+import { TableEmbedding } from "../src/layers/embedding.js";
 import { initBackend } from "../src/backend/init.js";
 
 await initBackend({ report: false });
@@ -116,6 +117,65 @@ test("direct forward: refuses models it cannot reproduce", () => {
     assert.equal(directForward(m), undefined, `${m.layers.map((l) => l.getClassName()).join(",")} should be refused`);
     m.dispose();
   }
+});
+
+test("direct forward: TableEmbedding and Flatten, with the lookup's reshape skipped where it can be", async () => {
+  const table = (rows: number, seed: number) => new TableEmbedding({ inputDim: rows, outputDim: 3, embeddingsInitializer: tf.initializers.randomUniform({ minval: -1, maxval: 1, seed }) });
+  const user = table(9, 41);
+  const item = table(7, 42);
+  const flat = tf.layers.flatten();
+  // One id per row: Flatten(lookup) is the looked-up rows themselves.
+  const u = tf.input({ shape: [1], dtype: "int32" });
+  const i = tf.input({ shape: [1], dtype: "int32" });
+  const c = tf.input({ shape: [2] });
+  const cat = tf.layers.concatenate().apply([flat.apply(user.apply(u)) as tf.SymbolicTensor, flat.apply(item.apply(i)) as tf.SymbolicTensor, c]) as tf.SymbolicTensor;
+  const one = tf.model({ inputs: [u, i, c], outputs: tf.layers.dense({ units: 2, activation: "relu", kernelInitializer: init(43), biasInitializer: binit(43) }).apply(cat) as tf.SymbolicTensor });
+  // Three ids per row (Flatten reshapes [b·3, D] rows to [b, 3·D]), and a lookup read by two layers
+  // (the Flatten and a second Flatten: the lookup's own output is computed, not skipped).
+  const ids3 = tf.input({ shape: [3], dtype: "int32" });
+  const e3 = user.apply(ids3) as tf.SymbolicTensor;
+  const both = tf.layers.concatenate().apply([tf.layers.flatten().apply(e3) as tf.SymbolicTensor, tf.layers.flatten().apply(e3) as tf.SymbolicTensor]) as tf.SymbolicTensor;
+  const three = tf.model({ inputs: ids3, outputs: [tf.layers.dense({ units: 1, kernelInitializer: init(44) }).apply(both) as tf.SymbolicTensor, e3] });
+  const ids1 = tf.tensor2d([[0], [4], [4], [8], [2]], [5, 1], "int32");
+  const itemIds = tf.tensor2d([[6], [1], [1], [0], [3]], [5, 1], "int32");
+  const ctx = tf.randomNormal([5, 2], 0, 1, "float32", 45);
+  const idsMany = tf.tensor2d([[0, 1, 1], [8, 8, 2], [3, 0, 5], [7, 7, 7], [4, 2, 0]], [5, 3], "int32");
+  checkSame(one, [ids1, itemIds, ctx]);
+  checkSame(three, idsMany);
+  // The one-id model's lookups are not reshaped to [5, 1, 3] (and flattened back).
+  const direct = directForward(one)!;
+  const info = await tf.profile(() => void tf.tidy(() => direct([ids1, itemIds, ctx], true)));
+  const rank3 = info.kernels.filter((k) => k.name === "Reshape" && k.outputShapes.some((s) => s?.join() === "5,1,3"));
+  assert.equal(rank3.length, 0, "a lookup was reshaped to rank 3");
+  assert.equal(info.kernels.filter((k) => k.name === "GatherV2").length, 2);
+  // Flatten with channels first is not reproduced.
+  const cf = tf.sequential({ layers: [tf.layers.dense({ inputShape: [2, 3], units: 2 }), tf.layers.flatten({ dataFormat: "channelsFirst" })] });
+  assert.equal(directForward(cf), undefined);
+  tf.dispose([ids1, itemIds, ctx, idsMany]);
+  one.dispose();
+  three.dispose();
+  cf.dispose();
+});
+
+test("trainable() of several models computes each model's forward pass directly", () => {
+  const mk = (seed: number) => tf.sequential({ layers: [tf.layers.dense({ inputShape: [3], units: 2, kernelInitializer: init(seed) })] });
+  const a = mk(51);
+  const b = mk(52);
+  let applied = 0;
+  for (const m of [a, b]) {
+    const orig = m.apply.bind(m);
+    m.apply = ((...args: Parameters<typeof m.apply>) => (applied++, orig(...args))) as typeof m.apply;
+  }
+  const x = tf.randomNormal([4, 3], 0, 1, "float32", 53);
+  const out = (t: ReturnType<typeof trainable>) => tf.tidy(() => Object.fromEntries(Object.entries(t.forward(x, true)).map(([k, v]) => [k, v.arraySync()])));
+  const direct = out(trainable({ a, b }));
+  assert.equal(applied, 0);
+  const viaApply = out(trainable({ a, b }, undefined, { direct: false }));
+  assert.equal(applied, 2);
+  assert.deepEqual(direct, viaApply);
+  x.dispose();
+  a.dispose();
+  b.dispose();
 });
 
 test("trainable(): direct forward by default, off with { direct: false } or JOINTLY_DIRECT_FORWARD=0", () => {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { JointTrainer } from "../src/train/joint-trainer.js";
 import { fit } from "../src/train/fit.js";
-import { mse, softmaxCrossEntropy } from "../src/losses/per-task.js";
+import { mae, mse, softmaxCrossEntropy } from "../src/losses/per-task.js";
 import { initBackend } from "../src/backend/init.js";
 
 await initBackend({ report: false });
@@ -59,6 +59,55 @@ test("a joint step applies exactly the SGD update of the weighted summed loss (c
     const g = (expectedGrads[i] as number[] | number[][]).flat();
     after.forEach((value, j) => assert.ok(Math.abs(value - (b[j]! - lr * g[j]!)) < 1e-6, `variable ${v.name}[${j}]: ${value} vs ${b[j]! - lr * g[j]!}`));
   });
+});
+
+test("three tasks, weights 1, 0.5 and 0, then changed: each step is the SGD update of that step's weighted sum", () => {
+  const model = twoHeadModel(11);
+  const { x, y } = batch();
+  const lr = 0.1;
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const trainer = new JointTrainer({
+    model,
+    tasks: [
+      { name: "a", loss: "softmaxCrossEntropy" },
+      { name: "b", loss: "mse", weight: 0.5 },
+      { name: "c", output: "b", loss: "mae", weight: 0 },
+    ],
+    optimizer: tf.train.sgd(lr),
+  });
+  const labels = { a: y.a, b: y.b, c: y.b };
+  const handStep = (w: [number, number, number]) => {
+    const before = vars.map((v) => v.clone());
+    // The weighted sum by hand, through model.apply, against the same variables.
+    const grads = tf.tidy(() => {
+      const f = () => {
+        const [pa, pb] = model.apply(x, { training: true }) as tf.Tensor[];
+        return tf.addN([tf.mul(softmaxCrossEntropy(y.a, pa!), w[0]), tf.mul(mse(y.b, pb!), w[1]), tf.mul(mae(y.b, pb!), w[2])]) as tf.Scalar;
+      };
+      const r = tf.variableGrads(f, vars);
+      return vars.map((v) => r.grads[v.name] ?? tf.zerosLike(v));
+    });
+    return { before, grads };
+  };
+  for (const w of [[1, 0.5, 0], [0.25, 1, 2]] as [number, number, number][]) {
+    trainer.setWeights({ a: w[0], b: w[1], c: w[2] });
+    const { before, grads } = handStep(w);
+    const r = trainer.step(x, labels);
+    assert.ok(Math.abs(r.total - (w[0] * r.losses.a! + w[1] * r.losses.b! + w[2] * r.losses.c!)) < 1e-5, `total ${r.total}`);
+    vars.forEach((v, i) => {
+      const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(v, tf.sub(before[i]!, tf.mul(grads[i]!, lr))))).dataSync()[0]!);
+      assert.ok(diff < 1e-6, `weights ${w}: ${v.name} differs by ${diff}`);
+    });
+    tf.dispose([...before, ...grads]);
+  }
+  const at = tf.memory().numTensors;
+  for (let i = 0; i < 5; i++) trainer.step(x, labels);
+  assert.equal(tf.memory().numTensors, at, "tensors leaked across steps");
+  trainer.dispose();
+  // A loss that is not a scalar is named, not summed into a wrong shape.
+  const bad = new JointTrainer({ model, tasks: [{ name: "a", loss: "softmaxCrossEntropy" }, { name: "rows", output: "b", loss: (yt, p) => tf.mean(tf.sub(yt, p), 1) as tf.Scalar }], optimizer: tf.train.sgd(lr) });
+  assert.throws(() => bad.step(x, { a: y.a, rows: y.b }), /Task "rows": the loss must be a scalar tensor, but got shape \[16\]/);
+  tf.dispose([x, y.a, y.b]);
 });
 
 test("no tensor leak: the tensor count after step 10 equals the count after step 300", async () => {

@@ -6,6 +6,7 @@
  * scatters the gradient back with `tf.scatterND` (which sums repeated ids), available everywhere.
  */
 import * as tf from "@tensorflow/tfjs";
+import { cachedLookup } from "./step-cache.js";
 
 /** A Layers initializer (the type `tf.initializers.*` functions return). */
 export type EmbeddingInitializer = ReturnType<typeof tf.initializers.randomUniform>;
@@ -74,10 +75,25 @@ export class TableEmbedding extends tf.layers.Layer {
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     return tf.tidy(() => {
       const x = Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs;
-      const ids = tf.cast(tf.reshape(x, [-1]), "int32") as tf.Tensor1D;
-      const out = gatherRows(this.table!.read() as tf.Tensor2D, ids);
-      return tf.reshape(out, [...x.shape, this.outputDim]);
+      return tf.reshape(this.lookupRows(x), [...x.shape, this.outputDim]);
     });
+  }
+
+  /**
+   * The table's rows for `ids` of any shape, as an `[ids.size, outputDim]` matrix: the layer's
+   * output before its last reshape (the direct forward pass reads it to skip a reshape and a
+   * `Flatten`). Within a trainer's gradient pass, models sharing this table and fed the same ids
+   * tensor share one lookup (see step-cache.ts); anywhere else it is computed afresh.
+   */
+  lookupRows(ids: tf.Tensor): tf.Tensor2D {
+    if (!this.table) throw new Error(`TableEmbedding "${this.name}": the layer is not built yet; apply it to an input (or call build()) first.`);
+    const table = this.table.read() as tf.Tensor2D;
+    return cachedLookup(table, ids, () =>
+      tf.tidy(() => {
+        const flat = tf.reshape(ids, [-1]);
+        return gatherRows(table, (flat.dtype === "int32" ? flat : tf.cast(flat, "int32")) as tf.Tensor1D);
+      }),
+    ) as tf.Tensor2D;
   }
 
   override getConfig(): tf.serialization.ConfigDict {

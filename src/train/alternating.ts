@@ -12,6 +12,7 @@
 import * as tf from "@tensorflow/tfjs";
 import type { ConsistencyFn } from "../losses/consistency.js";
 import { OptimizerGroups } from "./optimizer-groups.js";
+import { variableGradsShared } from "../layers/step-cache.js";
 import type { Schedule } from "./schedules.js";
 
 /** Named outputs of one forward pass of all the models, e.g. `{ a: A(x), b: B(A(x)) }`. */
@@ -107,34 +108,47 @@ function consistencyValue(c: ConsistencyTerm, outputs: Record<string, tf.Tensor>
   return scalarLoss(c.loss(a, b), `${what} consistency`);
 }
 
+/** A step's objective: the minimised total and the named losses reported with it (each a scalar). */
+type Objective = (outputs: Record<string, tf.Tensor>) => { total: tf.Scalar; parts: [string, tf.Scalar][] };
+
 /**
  * One optimisation step: a fresh forward pass inside the gradient tape, the objective, gradients for
  * `vars` only, a finiteness check (no update if any loss is NaN or infinite), then the update.
+ * Written with plain loops and pair lists: it runs every step, and its bookkeeping is a measurable
+ * part of a small model's step.
  */
 function runStep<B>(
   what: string, stepNo: number, vars: tf.Variable[], groups: OptimizerGroups,
-  objective: (outputs: Record<string, tf.Tensor>) => { total: tf.Scalar; parts: Record<string, tf.Scalar> },
-  forward: ForwardFn<B>, batch: B,
+  objective: Objective, forward: ForwardFn<B>, batch: B,
 ): { losses: Record<string, number>; total: number } {
-  let kept: Record<string, tf.Scalar> = {};
+  let parts: [string, tf.Scalar][] = [];
   let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
   try {
-    result = tf.variableGrads(() => {
-      const { total, parts } = objective(forward(batch, true));
-      kept = Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, tf.keep(v)]));
-      return total;
+    result = variableGradsShared(() => {
+      const o = objective(forward(batch, true));
+      parts = o.parts;
+      for (const [, v] of parts) tf.keep(v);
+      return o.total;
     }, vars);
   } catch (err) {
-    tf.dispose(Object.values(kept));
+    for (const [, v] of parts) v.dispose();
     throw new Error(`${what}, step ${stepNo}: ${(err as Error).message}`);
   }
-  const losses = Object.fromEntries(Object.entries(kept).map(([k, v]) => [k, v.dataSync()[0] as number]));
-  const total = result.value.dataSync()[0] as number;
-  tf.dispose([result.value, ...Object.values(kept)]);
-  const bad = Object.entries(losses).find(([, v]) => !Number.isFinite(v));
-  if (bad || !Number.isFinite(total)) {
+  const value = result.value;
+  const total = value.dataSync()[0] as number;
+  const losses: Record<string, number> = {};
+  let bad: string | undefined;
+  for (const [k, v] of parts) {
+    // A part that is the objective itself (a turn's loss with no consistency term) is not read twice.
+    const x = v === value ? total : (v.dataSync()[0] as number);
+    losses[k] = x;
+    if (bad === undefined && !Number.isFinite(x)) bad = k;
+    v.dispose();
+  }
+  value.dispose();
+  if (bad !== undefined || !Number.isFinite(total)) {
     tf.dispose(result.grads);
-    throw new Error(`${what}: the loss ${bad ? `"${bad[0]}" is ${bad[1]}` : `total is ${total}`} at step ${stepNo}; no update was applied.`);
+    throw new Error(`${what}: the loss ${bad !== undefined ? `"${bad}" is ${losses[bad]}` : `total is ${total}`} at step ${stepNo}; no update was applied.`);
   }
   try {
     groups.apply(result.grads);
@@ -160,7 +174,7 @@ export interface AlternatingOptions<B> {
  */
 export class AlternatingTrainer<B> {
   private readonly forward: ForwardFn<B>;
-  private readonly turns: { spec: Turn<B>; vars: tf.Variable[]; groups: OptimizerGroups; steps: number }[];
+  private readonly turns: { spec: Turn<B>; vars: tf.Variable[]; groups: OptimizerGroups; steps: number; what: string }[];
   private readonly consistency?: ConsistencyTerm;
   private steps = 0;
   private turnIndex = 0;
@@ -188,7 +202,7 @@ export class AlternatingTrainer<B> {
         owner.set(v.id, t.name);
       }
       const groups = new OptimizerGroups({ [t.name]: { variables: vars, optimizer: t.optimizer, schedule: t.schedule } }).bind(vars);
-      return { spec: t, vars, groups, steps };
+      return { spec: t, vars, groups, steps, what: `${what} turn "${t.name}"` };
     });
     this.forward = options.forward;
     this.consistency = options.consistency;
@@ -220,12 +234,12 @@ export class AlternatingTrainer<B> {
   step(batch: B): MultiStepResult {
     const t = this.turns[this.turnIndex]!;
     const stepNo = this.steps + 1;
-    const what = `AlternatingTrainer turn "${t.spec.name}"`;
+    const what = t.what;
     const { losses, total } = runStep(what, stepNo, t.vars, t.groups, (outputs) => {
       const own = scalarLoss(t.spec.loss(outputs, batch), what);
-      if (!this.consistency) return { total: own, parts: { [t.spec.name]: own } };
+      if (!this.consistency) return { total: own, parts: [[t.spec.name, own]] };
       const c = consistencyValue(this.consistency, outputs, what);
-      return { total: tf.add(own, tf.mul(this.consistency.weight, c)) as tf.Scalar, parts: { [t.spec.name]: own, consistency: c } };
+      return { total: tf.add(own, tf.mul(this.consistency.weight, c)) as tf.Scalar, parts: [[t.spec.name, own], ["consistency", c]] };
     }, this.forward, batch);
     this.steps = stepNo;
     if (++this.inTurn >= t.steps) {
@@ -298,15 +312,15 @@ export class JointObjectiveTrainer<B> {
     const stepNo = this.steps + 1;
     const what = "JointObjectiveTrainer";
     const { losses, total } = runStep(what, stepNo, this.vars, this.groups, (outputs) => {
-      const parts: Record<string, tf.Scalar> = {};
+      const parts: [string, tf.Scalar][] = [];
       const terms = this.parts.map((p) => {
         const l = scalarLoss(p.loss(outputs, batch), `${what} part "${p.name}"`);
-        parts[p.name] = l;
+        parts.push([p.name, l]);
         return tf.mul(this.weights[p.name] as number, l);
       });
       if (this.consistency) {
         const c = consistencyValue(this.consistency, outputs, what);
-        parts.consistency = c;
+        parts.push(["consistency", c]);
         terms.push(tf.mul(this.consistency.weight, c));
       }
       return { total: tf.addN(terms) as tf.Scalar, parts };

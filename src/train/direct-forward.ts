@@ -1,15 +1,17 @@
 import * as tf from "@tensorflow/tfjs";
+import { TableEmbedding } from "../layers/embedding.js";
 
 /**
  * A direct forward pass for simple Layers models, bypassing tfjs-layers' graph executor (about a
  * fifth of a small MLP's training step on CPU).
  *
  * {@link directForward} compiles a functional or Sequential model made only of `InputLayer`,
- * `Dense` (rank-2 inputs), `Concatenate` and `Activation` layers into a closure that computes the
- * same outputs with `tf.fused.matMul` on the layers' own variables, in the order the model's own
- * graph gives. Anything else (dropout, batch normalisation, embeddings, nested models, custom or
- * subclassed layers, layers with masks or several outputs) gives `undefined`, and callers keep
- * using `model.apply`.
+ * `Dense` (rank-2 inputs), `Concatenate`, `Activation`, `Flatten` (channels last) and jointly's
+ * `TableEmbedding` layers into a closure that computes the same outputs with `tf.fused.matMul` on
+ * the layers' own variables (a `TableEmbedding` runs its own `call`, so lookups shared within a
+ * trainer step stay shared), in the order the model's own graph gives. Anything else (dropout,
+ * batch normalisation, `tf.layers.embedding`, nested models, custom or subclassed layers, layers
+ * with masks or several outputs) gives `undefined`, and callers keep using `model.apply`.
  *
  * Regularizers and constraints do not change a forward pass (tfjs-layers applies them only in
  * `model.fit`), so they are allowed.
@@ -68,13 +70,19 @@ function compile(model: tf.LayersModel): DirectForward | undefined {
   // Every layer of the model must be one we reproduce.
   for (const layer of model.layers) {
     const c = className(layer);
-    if (c !== "InputLayer" && c !== "Dense" && c !== "Concatenate" && c !== "Activation") return undefined;
+    if (c !== "InputLayer" && c !== "Dense" && c !== "Concatenate" && c !== "Activation" && c !== "Flatten" && c !== TableEmbedding.className) return undefined;
   }
   const inputIds = new Map<number, number>(modelInputs.map((s, i) => [s.id, i]));
   const steps: Step[] = [];
   const done = new Set<number>(inputIds.keys());
   const visiting = new Set<number>();
   const layerSet = new Set<unknown>(model.layers);
+  const outputSet = new Set<number>(modelOutputs.map((s) => s.id));
+  // How many of this model's nodes read each symbolic tensor.
+  const consumers = new Map<number, number>();
+  for (const layer of model.layers as unknown as LayerLike[]) {
+    for (const node of layer.inboundNodes) for (const t of node.inputTensors) consumers.set(t.id, (consumers.get(t.id) ?? 0) + 1);
+  }
 
   // Depth-first from the outputs through each tensor's producing node: a topological order of the
   // nodes this model actually uses (a layer shared with other models may have other nodes too).
@@ -87,9 +95,10 @@ function compile(model: tf.LayersModel): DirectForward | undefined {
     const node = layer.inboundNodes[s.nodeIndex];
     if (!node || node.outputTensors.length !== 1 || s.tensorIndex !== 0) return false;
     if (node.inputMasks?.some((m) => m != null)) return false;
-    const ins = node.inputTensors;
+    const lookup = flattenedLookup(layer, node, layerSet, consumers, outputSet);
+    const ins = lookup ? [lookup.ids] : node.inputTensors;
     for (const t of ins) if (!visit(t)) return false;
-    const step = makeStep(layer, ins, s);
+    const step = lookup ? lookupStep(lookup.emb, lookup.ids.id, s.id) : makeStep(layer, ins, s);
     if (!step) return false;
     steps.push(step);
     visiting.delete(s.id);
@@ -117,6 +126,35 @@ function compile(model: tf.LayersModel): DirectForward | undefined {
       for (const step of steps) step(values);
       return outputIds.map((id) => values.get(id) as tf.Tensor);
     });
+}
+
+/**
+ * A `Flatten` of a `TableEmbedding`'s output, when nothing else reads that output: its ids input
+ * (`[batch, k]`) and the layer, so the flattened output can be computed from the lookup's rows
+ * directly. Flatten(reshape(rows, [batch, k, D])) is reshape(rows, [batch, k·D]), and with k = 1
+ * that is the rows themselves: no reshape forward or backward.
+ */
+function flattenedLookup(
+  layer: LayerLike, node: NodeLike, layers: Set<unknown>, consumers: Map<number, number>, outputs: Set<number>,
+): { emb: TableEmbedding; ids: tf.SymbolicTensor } | undefined {
+  if (className(layer) !== "Flatten" || (layer as unknown as { dataFormat?: string }).dataFormat === "channelsFirst") return undefined;
+  const t = node.inputTensors[0];
+  if (node.inputTensors.length !== 1 || !t || t.tensorIndex !== 0 || consumers.get(t.id) !== 1 || outputs.has(t.id)) return undefined;
+  const emb = t.sourceLayer as unknown;
+  if (!(emb instanceof TableEmbedding) || className(emb) !== TableEmbedding.className || !layers.has(emb) || !emb.built) return undefined;
+  const embNode = (emb as unknown as LayerLike).inboundNodes[t.nodeIndex];
+  const ids = embNode?.inputTensors[0];
+  if (!embNode || !ids || embNode.inputTensors.length !== 1 || embNode.outputTensors.length !== 1 || embNode.inputMasks?.some((m) => m != null)) return undefined;
+  return ids.shape.length === 2 ? { emb, ids } : undefined;
+}
+
+function lookupStep(emb: TableEmbedding, idsId: number, outId: number): Step {
+  return (v) => {
+    const ids = v.get(idsId) as tf.Tensor;
+    const rows = emb.lookupRows(ids);
+    const width = (ids.shape[1] as number) * emb.outputDim;
+    v.set(outId, rows.shape[1] === width ? rows : tf.reshape(rows, [ids.shape[0] as number, width]));
+  };
 }
 
 function makeStep(layer: LayerLike, ins: tf.SymbolicTensor[], out: tf.SymbolicTensor): Step | undefined {
@@ -147,6 +185,23 @@ function makeStep(layer: LayerLike, ins: tf.SymbolicTensor[], out: tf.SymbolicTe
     if (ins.length !== 1 || !a) return undefined;
     const inId = inIds[0] as number;
     return (v) => v.set(outId, a.apply(v.get(inId) as tf.Tensor));
+  }
+  if (kind === "Flatten") {
+    // As tfjs-layers' Flatten (input rank >= 3) with channels last: K.batchFlatten, one reshape.
+    const f = layer as unknown as { dataFormat?: string };
+    if (ins.length !== 1 || f.dataFormat === "channelsFirst" || (ins[0] as tf.SymbolicTensor).shape.length < 3) return undefined;
+    const inId = inIds[0] as number;
+    return (v) => {
+      const x = v.get(inId) as tf.Tensor;
+      const rows = x.shape[0] as number;
+      v.set(outId, tf.reshape(x, [rows, x.shape.slice(1).reduce((a, b) => a * b, 1)]));
+    };
+  }
+  if (kind === TableEmbedding.className) {
+    if (ins.length !== 1 || !(layer instanceof TableEmbedding) || !layer.built) return undefined;
+    const emb = layer;
+    const inId = inIds[0] as number;
+    return (v) => v.set(outId, emb.call(v.get(inId) as tf.Tensor));
   }
   if (kind === "Concatenate") {
     const axis0 = (layer as unknown as { axis: number }).axis;

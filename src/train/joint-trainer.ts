@@ -10,6 +10,7 @@ import {
   type GradientMode, type SharedSelector,
 } from "./task-gradients.js";
 import { DiagnosticsRecorder, gradientNorms, type DiagnosticsTables, type GradientDiagnostics } from "./diagnostics.js";
+import { variableGradsShared } from "../layers/step-cache.js";
 
 /** A loss weighting by registry name with its options (`numTasks` is filled in). */
 export interface WeightingSpec {
@@ -127,12 +128,6 @@ export class JointTrainer {
   private readonly diagnosticsEvery: number;
   private readonly recorder?: DiagnosticsRecorder;
   private lastWeights?: number[];
-  /**
-   * The task-weight vector as a tensor, kept between steps: making it afresh each step is one more
-   * tensor allocation per step. Rebuilt when the weights change (compared by value, since
-   * `tasks[i].weight` is writable); freed by {@link dispose}.
-   */
-  private weightCache?: { values: number[]; tensor: tf.Tensor1D };
 
   constructor(options: JointTrainerOptions) {
     this.model = trainable(options.model);
@@ -249,22 +244,28 @@ export class JointTrainer {
     }
   }
 
-  /** The weights as a kept tensor, reused while they are unchanged (see `weightCache`). */
-  private weightTensor(values: readonly number[]): tf.Tensor1D {
-    const c = this.weightCache;
-    if (c && !c.tensor.isDisposed && c.values.length === values.length && c.values.every((v, i) => v === values[i])) return c.tensor;
-    c?.tensor.dispose();
-    // Kept: it is made inside the step's gradient scope, which would otherwise free it at its end.
-    const tensor = tf.keep(tf.tensor1d(values as number[]));
-    this.weightCache = { values: [...values], tensor };
-    return tensor;
+  /**
+   * Σ_i w_i L_i as scalar ops, added in task order; a term of weight 1 is its loss itself (x·1 = x
+   * exactly). Stacking the losses, multiplying by a weight vector and reducing it took three ops and
+   * their gradients (about ten kernels a step) for a sum of T numbers. A weight other than 1 is a
+   * scalar made in the step (and freed with it), so no tensor is kept between steps.
+   */
+  private weightedSum(losses: readonly tf.Scalar[], weights: readonly number[]): tf.Scalar {
+    const terms = losses.map((l, i) => {
+      const w = weights[i] as number;
+      return w === 1 ? l : (tf.mul(l, w) as tf.Scalar);
+    });
+    if (terms.length === 1) return terms[0] as tf.Scalar;
+    if (terms.length === 2) return tf.add(terms[0] as tf.Scalar, terms[1] as tf.Scalar) as tf.Scalar;
+    return tf.addN(terms) as tf.Scalar;
   }
 
-  /** Frees the tensors the trainer keeps between steps (the weight vector); the model and optimizer stay the caller's. */
-  dispose(): void {
-    this.weightCache?.tensor.dispose();
-    this.weightCache = undefined;
-  }
+  /**
+   * Frees what the trainer keeps between steps: nothing at present (the step makes its weight
+   * scalars afresh), but callers that make a trainer should still call it. The model and optimizer
+   * stay the caller's.
+   */
+  dispose(): void {}
 
   /**
    * Labels (and masks) checked like `checkLabels`, without its allocations on the common case:
@@ -282,15 +283,16 @@ export class JointTrainer {
     if (!ok || Object.keys(labels).length !== tasks.length) checkLabels(tasks, labels, rows);
   }
 
-  /** The per-task losses (unweighted) as one vector, for use inside a gradient computation. */
-  private taskLosses(inputs: Inputs, labels: Record<string, tf.Tensor>, masks: Record<string, tf.Tensor> | undefined, training: boolean): tf.Tensor1D {
+  /** The per-task losses (unweighted), each a scalar, for use inside a gradient computation. */
+  private taskLosses(inputs: Inputs, labels: Record<string, tf.Tensor>, masks: Record<string, tf.Tensor> | undefined, training: boolean): tf.Scalar[] {
     const outputs = this.model.forward(inputs, training);
-    const losses = this.tasks.map((t) => {
+    return this.tasks.map((t) => {
       const pred = outputs[t.output];
       if (!pred) throw new Error(`Task "${t.name}": the model produced no output "${t.output}".`);
-      return t.loss(labels[t.name] as tf.Tensor, pred, masks?.[t.name]);
+      const l = t.loss(labels[t.name] as tf.Tensor, pred, masks?.[t.name]);
+      if (!(l instanceof tf.Tensor) || l.rank !== 0) throw new Error(`Task "${t.name}": the loss must be a scalar tensor, but got ${l instanceof tf.Tensor ? `shape [${l.shape}]` : String(l)}.`);
+      return l;
     });
-    return tf.stack(losses) as tf.Tensor1D;
   }
 
   /** One task's loss from its own forward pass (for the per-task backward passes). */
@@ -423,25 +425,34 @@ export class JointTrainer {
       checkWeights(w, weighting.name, this.tasks.length);
       return w;
     };
-    let lossVec: tf.Tensor1D | undefined;
+    let kept: tf.Scalar[] = [];
     let penaltyT: tf.Scalar | undefined;
-    const { value, grads } = tf.variableGrads(() => {
-      const l = this.taskLosses(inputs, labels, masks, true);
-      lossVec = tf.keep(l);
-      // Read the losses mid-pass only when a weighting needs them to set this step's weights.
-      if (weighting) used = weightsFor(Array.from(l.dataSync()));
-      const weighted = tf.sum(tf.mul(l, this.weightTensor(used))) as tf.Scalar;
-      if (!this.penalty) return weighted;
-      const p = this.penalty();
-      if (!(p instanceof tf.Tensor) || p.rank !== 0) throw new Error(`JointTrainer: penalty() must return a scalar tensor, but returned ${p instanceof tf.Tensor ? `shape [${p.shape}]` : String(p)}.`);
-      penaltyT = tf.keep(p);
-      return tf.add(weighted, p) as tf.Scalar;
-    }, this.vars);
-    const values = Array.from(lossVec!.dataSync());
+    let pass: { value: tf.Scalar; grads: tf.NamedTensorMap };
+    try {
+      // Lookups of a table shared by several models are made once in this pass (step-cache.ts).
+      pass = variableGradsShared(() => {
+        const l = this.taskLosses(inputs, labels, masks, true);
+        kept = l.map((x) => tf.keep(x));
+        // Read the losses mid-pass only when a weighting needs them to set this step's weights.
+        if (weighting) used = weightsFor(l.map((x) => x.dataSync()[0] as number));
+        const weighted = this.weightedSum(l, used);
+        if (!this.penalty) return weighted;
+        const p = this.penalty();
+        if (!(p instanceof tf.Tensor) || p.rank !== 0) throw new Error(`JointTrainer: penalty() must return a scalar tensor, but returned ${p instanceof tf.Tensor ? `shape [${p.shape}]` : String(p)}.`);
+        penaltyT = tf.keep(p);
+        return tf.add(weighted, p) as tf.Scalar;
+      }, this.vars);
+    } catch (err) {
+      tf.dispose(kept);
+      penaltyT?.dispose();
+      throw err;
+    }
+    const { value, grads } = pass;
+    // Each loss read on its own: no stacking kernel just to read T numbers back.
+    const values = kept.map((x) => x.dataSync()[0] as number);
     const total = value.dataSync()[0] as number;
     const penalty = penaltyT ? (penaltyT.dataSync()[0] as number) : undefined;
-    lossVec!.dispose();
-    value.dispose();
+    tf.dispose([...kept, value]);
     penaltyT?.dispose();
     try {
       this.checkFinite(values, stepNo);
@@ -547,7 +558,7 @@ export class JointTrainer {
         }
         let penaltyT: tf.Scalar | undefined;
         try {
-          const out = tf.variableGrads(() => {
+          const out = variableGradsShared(() => {
             const o = this.model.forward(inputs, true);
             const terms = this.tasks.map((_, i) => tf.mul(this.taskLoss(i, o, labels, masks), c[i] as number));
             let y = tf.add(tf.addN(terms), tf.sum(tf.mul(o[rep] as tf.Tensor, K))) as tf.Scalar;

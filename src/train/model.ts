@@ -91,9 +91,10 @@ export function trainable(
   if (models instanceof tf.LayersModel) return layersTrainable(models, directEnabled(options));
   const entries = Object.entries(models);
   if (entries.length === 0) throw new Error("trainable(): no models given.");
+  const direct = directEnabled(options);
   const parts = entries.map(([k, m]) => {
     if (!(m instanceof tf.LayersModel)) throw new Error(`trainable(): "${k}" is not a tf.LayersModel.`);
-    return [k, layersTrainable(m), m] as const;
+    return [k, layersTrainable(m, direct), m] as const;
   });
   return {
     forward(inputs, training) {

@@ -17,6 +17,7 @@
  * layer's WEIGHTS, so parameters mode; weightings that need only losses need no J at all.
  */
 import * as tf from "@tensorflow/tfjs";
+import { variableGradsShared } from "../layers/step-cache.js";
 
 /** Shared parameters: variables, a layer or model (its trainable weights), or a list of either. */
 export type SharedSelector = tf.Variable | tf.layers.Layer | readonly (tf.Variable | tf.layers.Layer)[];
@@ -60,7 +61,10 @@ export function perTaskVariableGrads(loss: (task: number) => tf.Scalar, numTasks
   const losses: number[] = [];
   try {
     for (let i = 0; i < numTasks; i++) {
-      const { value, grads: g } = tf.variableGrads(() => loss(i), [...variables]);
+      // Each task's pass shares its models' identical table lookups (step-cache.ts); variable
+      // gradients are the same sums either way. Passes over a representation do not: there the
+      // gradient is taken at an intermediate tensor, which sharing a lookup could change.
+      const { value, grads: g } = variableGradsShared(() => loss(i), [...variables]);
       losses.push(value.dataSync()[0] as number);
       value.dispose();
       // variableGrads leaves out variables the loss does not reach; a zero row keeps J rectangular.
