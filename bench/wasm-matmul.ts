@@ -1,5 +1,7 @@
 /**
- * Training-step timing on the wasm backend, stock matmul kernels vs registerFastWasmMatMul().
+ * Training-step timing on the wasm backend, stock matmul kernels vs registerFastWasmMatMul() (whose
+ * products run through the native addon's BLAS when it is built; JOINTLY_NATIVE=0 times the pure-wasm
+ * XNNPACK path instead).
  * Model: input 32 -> Dense(W, relu) -> Dense(W, relu) -> heads Dense(2) (softmax CE) and Dense(1) (MSE),
  * loss 0.7 CE + 0.3 MSE, Adam 1e-3. Run: node --import tsx bench/wasm-matmul.ts [reps]
  */
