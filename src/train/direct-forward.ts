@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { TableEmbedding } from "../layers/embedding.js";
+import { fusedDense } from "../backend/fused-ops.js";
 
 /**
  * A direct forward pass for simple Layers models, bypassing tfjs-layers' graph executor (about a
@@ -12,6 +13,11 @@ import { TableEmbedding } from "../layers/embedding.js";
  * trainer step stay shared), in the order the model's own graph gives. Anything else (dropout,
  * batch normalisation, `tf.layers.embedding`, nested models, custom or subclassed layers, layers
  * with masks or several outputs) gives `undefined`, and callers keep using `model.apply`.
+ *
+ * On wasm with the native addon, a Dense layer with a bias is jointly's fused Dense op instead
+ * (fused-ops.ts): the same forward kernel, and a gradient of 4 kernels against ~9, which on small
+ * models is most of a step's cost. Inside {@link reuseUpstream} (the per-task passes), layers that
+ * cannot depend on the differentiated variables are computed once for all passes.
  *
  * Regularizers and constraints do not change a forward pass (tfjs-layers applies them only in
  * `model.fit`), so they are allowed.
@@ -73,7 +79,7 @@ function compile(model: tf.LayersModel): DirectForward | undefined {
     if (c !== "InputLayer" && c !== "Dense" && c !== "Concatenate" && c !== "Activation" && c !== "Flatten" && c !== TableEmbedding.className) return undefined;
   }
   const inputIds = new Map<number, number>(modelInputs.map((s, i) => [s.id, i]));
-  const steps: Step[] = [];
+  const steps: CompiledStep[] = [];
   const done = new Set<number>(inputIds.keys());
   const visiting = new Set<number>();
   const layerSet = new Set<unknown>(model.layers);
@@ -100,7 +106,9 @@ function compile(model: tf.LayersModel): DirectForward | undefined {
     for (const t of ins) if (!visit(t)) return false;
     const step = lookup ? lookupStep(lookup.emb, lookup.ids.id, s.id) : makeStep(layer, ins, s);
     if (!step) return false;
-    steps.push(step);
+    // The variables the step reads: its layer's (for a skipped lookup, the table's).
+    const owner = (lookup ? lookup.emb : layer) as unknown as { weights?: LayerVariableLike[] };
+    steps.push({ run: step, ins: ins.map((t) => t.id), out: s.id, vars: [...(owner.weights ?? [])] });
     visiting.delete(s.id);
     done.add(s.id);
     return true;
@@ -110,7 +118,10 @@ function compile(model: tf.LayersModel): DirectForward | undefined {
   const inputDtypes = modelInputs.map((s) => s.dtype);
   const outputIds = modelOutputs.map((s) => s.id);
   const inputSyms = modelInputs;
-  return (inputs) =>
+  const plans = new Map<string, ReusePlan | null>();
+  // This compiled model's identity in a reuse scope's cache.
+  const cacheKey = {};
+  return (inputs, training) =>
     tf.tidy(() => {
       const list = Array.isArray(inputs) ? inputs : [inputs];
       if (list.length !== inputSyms.length) {
@@ -123,9 +134,199 @@ function compile(model: tf.LayersModel): DirectForward | undefined {
         // As the Layers executor does: a feed of another dtype is cast to the input's.
         values.set(s.id, dtype != null && t.dtype !== dtype ? tf.cast(t, dtype) : t);
       });
-      for (const step of steps) step(values);
+      const scope = activeReuse();
+      const plan = scope && planFor(plans, scope, steps, outputIds, inputSyms.filter((_, i) => !constantInput(scope, list[i] as tf.Tensor)).map((sym) => sym.id));
+      if (scope && plan) {
+        for (const [id, t] of upstreamValues(scope, cacheKey, plan, list, training, values)) values.set(id, t);
+        for (const step of plan.rest) step.run(values);
+      } else {
+        for (const step of steps) step.run(values);
+      }
       return outputIds.map((id) => values.get(id) as tf.Tensor);
     });
+}
+
+// ----- reuse of the upstream part across per-task passes --------------------------------------
+
+interface CompiledStep {
+  run: Step;
+  /** Symbolic ids of the step's inputs and output. */
+  ins: number[];
+  out: number;
+  /** The layer variables the step reads. */
+  vars: LayerVariableLike[];
+}
+
+/** A model's split for one set of differentiated variables. */
+interface ReusePlan {
+  /** Steps that cannot depend on the variables (in order), and the others. */
+  upstream: CompiledStep[];
+  rest: CompiledStep[];
+  /** Outputs of upstream steps that a later step or the model's outputs read: what is kept. */
+  frontier: number[];
+  /** The variables the upstream steps read (a cached value is stale once one is assigned). */
+  vars: LayerVariableLike[];
+}
+
+interface ReuseEntry {
+  values: Map<number, tf.Tensor>;
+  /** Data of the inputs and of the upstream variables when the values were computed. */
+  data: object[];
+}
+
+interface ReuseScope {
+  /** Gradient depth of the passes this scope serves (that of `tf.variableGrads`' function). */
+  depth: number;
+  /** tf.Variable ids of the differentiated variables, and the same as a key. */
+  ids: Set<number>;
+  key: string;
+  /** Tensors with an id from this one on were made inside the scope, perhaps from the variables. */
+  firstTensorId: number;
+  /** Cached upstream values by compiled model, then by inputs. */
+  entries: Map<object, Map<string, ReuseEntry>>;
+  /** Values replaced after their inputs or variables changed: a pass may still read them, so freed at the end. */
+  retired: tf.Tensor[];
+}
+
+let reuse: ReuseScope | undefined;
+
+/**
+ * Run `passes` (several gradient passes over `variables` on the same inputs, e.g. one per task, as
+ * `perTaskVariableGrads` does) with the part of each direct forward pass that cannot depend on
+ * `variables` computed once and reused by every pass.
+ *
+ * Why: per-task gradients need one forward pass per task (tfjs keeps no graph between passes), and
+ * with shared variables deep in a trunk (GradNorm's last trunk kernel) every pass recomputed the
+ * layers before them with identical values. Here a layer that reads none of `variables`, directly or
+ * through its inputs, is computed once per scope and its output held as a constant: outside the
+ * gradient tape (so it is neither recorded nor saved for a backward pass), which changes no gradient
+ * with respect to `variables`, since no path from them runs through it.
+ *
+ * Scope: only passes at the gradient depth just inside this call are served (a nested tf.grad, or a
+ * forward pass outside any tape, computes everything); a value is reused only for the same input
+ * tensors and while the upstream variables hold the same data (an update in between recomputes it),
+ * and an input made inside the scope (another model's output, say) or one of `variables` itself
+ * counts as depending on them. Models without a direct forward pass (`model.apply`, hand-written Trainables) compute everything,
+ * as before. What the scope holds is freed when it returns or throws; scopes nest.
+ */
+export function reuseUpstream<T>(variables: readonly tf.Variable[], passes: () => T): T {
+  const outer = reuse;
+  const ids = new Set(variables.map((v) => v.id));
+  const scope: ReuseScope = {
+    depth: tf.engine().state.gradientDepth + 1, ids, key: [...ids].sort((a, b) => a - b).join(","), firstTensorId: nextTensorId(), entries: new Map(), retired: [],
+  };
+  reuse = scope;
+  try {
+    return passes();
+  } finally {
+    reuse = outer;
+    for (const byInputs of scope.entries.values()) for (const e of byInputs.values()) tf.dispose([...e.values.values()]);
+    tf.dispose(scope.retired);
+    scope.entries.clear();
+    scope.retired = [];
+  }
+}
+
+/** Number of upstream values held by the innermost open scope (undefined when none is open), for tests. */
+export function reusedUpstreamCount(): number | undefined {
+  if (!reuse) return undefined;
+  let n = 0;
+  for (const byInputs of reuse.entries.values()) for (const e of byInputs.values()) n += e.values.size;
+  return n;
+}
+
+function activeReuse(): ReuseScope | undefined {
+  return reuse && tf.engine().state.gradientDepth === reuse.depth ? reuse : undefined;
+}
+
+/**
+ * Whether a model input is a constant to the scope's passes: made before the scope opened (so not
+ * from the variables inside a pass, as another model's output fed to this one would be), and not one
+ * of the variables itself.
+ */
+function constantInput(scope: ReuseScope, t: tf.Tensor): boolean {
+  return t.id < scope.firstTensorId && !scope.ids.has(t.id);
+}
+
+/** The id the engine gives the next tensor it makes (ids only grow). */
+function nextTensorId(): number {
+  const engineClass = tf.engine().constructor as unknown as { nextTensorId?: unknown };
+  if (typeof engineClass.nextTensorId === "number") return engineClass.nextTensorId;
+  // Not where tfjs 4 keeps it: a tensor made now has the next id.
+  const probe = tf.scalar(0);
+  probe.dispose();
+  return probe.id + 1;
+}
+
+/**
+ * The plan of `steps` for the scope's variables and the symbolic ids of the inputs that may depend
+ * on them (memoised per both), or null when nothing is upstream.
+ */
+function planFor(plans: Map<string, ReusePlan | null>, scope: ReuseScope, steps: CompiledStep[], outputIds: number[], varying: number[]): ReusePlan | null {
+  const key = `${scope.key}|${varying.join(",")}`;
+  const known = plans.get(key);
+  if (known !== undefined) return known;
+  const dependent = new Set<number>(varying);
+  const upstream: CompiledStep[] = [];
+  const rest: CompiledStep[] = [];
+  for (const step of steps) {
+    if (step.vars.some((v) => scope.ids.has(v.read().id)) || step.ins.some((id) => dependent.has(id))) {
+      dependent.add(step.out);
+      rest.push(step);
+    } else {
+      upstream.push(step);
+    }
+  }
+  let plan: ReusePlan | null = null;
+  if (upstream.length > 0) {
+    const made = new Set(upstream.map((s) => s.out));
+    const read = new Set([...rest.flatMap((s) => s.ins), ...outputIds]);
+    plan = { upstream, rest, frontier: [...made].filter((id) => read.has(id)), vars: [...new Set(upstream.flatMap((s) => s.vars))] };
+  }
+  // A trainer uses one or two variable sets; a caller cycling through many should not grow this.
+  if (plans.size >= 16) plans.clear();
+  plans.set(key, plan);
+  return plan;
+}
+
+/**
+ * The frontier values of `plan` for these inputs: from the scope's cache when they were computed
+ * for the same input tensors and variable data, otherwise computed off the tape and cached.
+ * `values` holds the (cast) inputs of this call.
+ */
+function upstreamValues(
+  scope: ReuseScope, model: object, plan: ReusePlan, inputs: tf.Tensor[], training: boolean, values: Map<number, tf.Tensor>,
+): Map<number, tf.Tensor> {
+  const key = `${training ? 1 : 0}:${inputs.map((t) => t.id).join(",")}`;
+  const data = [...inputs.map((t) => t.dataId), ...plan.vars.map((v) => v.read().dataId)];
+  let byInputs = scope.entries.get(model);
+  if (!byInputs) scope.entries.set(model, (byInputs = new Map()));
+  const hit = byInputs.get(key);
+  if (hit && hit.data.every((d, i) => d === data[i]) && [...hit.values.values()].every((t) => !t.isDisposed)) return hit.values;
+  const kept = untaped(() => {
+    for (const step of plan.upstream) step.run(values);
+    // Clones, kept: the step outputs belong to this call's tidy (or to a lookup cache, or are an
+    // input itself, for a linear Activation); the clones share their data and are the scope's.
+    return new Map(plan.frontier.map((id) => [id, tf.keep(tf.clone(values.get(id) as tf.Tensor))]));
+  });
+  if (hit) scope.retired.push(...hit.values.values());
+  byInputs.set(key, { values: kept, data });
+  return kept;
+}
+
+/**
+ * Run `f` without recording its ops on the active gradient tape: the engine records nothing while a
+ * kernel runs (its `kernelDepth` > 0; that is how a customGrad forward function runs untaped), so
+ * `f`'s results are constants to any gradient being taken and nothing is saved for a backward pass.
+ */
+function untaped<T>(f: () => T): T {
+  const state = tf.engine().state as unknown as { kernelDepth: number };
+  state.kernelDepth++;
+  try {
+    return f();
+  } finally {
+    state.kernelDepth--;
+  }
 }
 
 /**
@@ -157,6 +358,15 @@ function lookupStep(emb: TableEmbedding, idsId: number, outId: number): Step {
   };
 }
 
+/**
+ * {@link fusedDense}, except under nested gradient tapes: the fused op's gradient kernels have no
+ * gradients of their own, so a second-order gradient (a gradient penalty taken inside a training
+ * pass, say) keeps tf.fused.matMul, whose gradient is made of differentiable ops.
+ */
+function firstOrderDense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor, activation: string): tf.Tensor | undefined {
+  return tf.engine().state.gradientDepth < 2 ? fusedDense(x, kernel, bias, activation) : undefined;
+}
+
 function makeStep(layer: LayerLike, ins: tf.SymbolicTensor[], out: tf.SymbolicTensor): Step | undefined {
   const kind = className(layer);
   const inIds = ins.map((t) => t.id);
@@ -170,13 +380,27 @@ function makeStep(layer: LayerLike, ins: tf.SymbolicTensor[], out: tf.SymbolicTe
     const fused = act ? FUSED[act.getClassName()] : "linear";
     const inId = inIds[0] as number;
     if (fused) {
+      if (bias) {
+        // jointly's fused Dense op where it applies (wasm with the native addon): the same forward
+        // kernel, and a 4-kernel gradient against ~9 for tf.fused.matMul's (see fused-ops.ts).
+        return (v) => {
+          const x = v.get(inId) as tf.Tensor;
+          const k = kernel.read();
+          const b = bias.read();
+          v.set(outId, firstOrderDense(x, k, b, fused) ?? tf.fused.matMul({ a: x as tf.Tensor2D, b: k as tf.Tensor2D, bias: b, activation: fused }));
+        };
+      }
       return (v) => {
-        v.set(outId, tf.fused.matMul({ a: v.get(inId) as tf.Tensor2D, b: kernel.read() as tf.Tensor2D, bias: bias?.read(), activation: fused }));
+        v.set(outId, tf.fused.matMul({ a: v.get(inId) as tf.Tensor2D, b: kernel.read() as tf.Tensor2D, activation: fused }));
       };
     }
     const activation = act as ActivationObject;
     return (v) => {
-      const z = tf.fused.matMul({ a: v.get(inId) as tf.Tensor2D, b: kernel.read() as tf.Tensor2D, bias: bias?.read() });
+      const x = v.get(inId) as tf.Tensor;
+      const k = kernel.read();
+      const b = bias?.read();
+      // The affine part fused as above (linear: bit-identical to tf.fused.matMul forward and backward), then the activation.
+      const z = (b && firstOrderDense(x, k, b, "linear")) ?? tf.fused.matMul({ a: x as tf.Tensor2D, b: k as tf.Tensor2D, bias: b });
       v.set(outId, activation.apply(z));
     };
   }

@@ -18,6 +18,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { variableGradsShared } from "../layers/step-cache.js";
+import { reuseUpstream } from "./direct-forward.js";
 
 /** Shared parameters: variables, a layer or model (its trainable weights), or a list of either. */
 export type SharedSelector = tf.Variable | tf.layers.Layer | readonly (tf.Variable | tf.layers.Layer)[];
@@ -60,17 +61,21 @@ export function perTaskVariableGrads(loss: (task: number) => tf.Scalar, numTasks
   const grads: tf.NamedTensorMap[] = [];
   const losses: number[] = [];
   try {
-    for (let i = 0; i < numTasks; i++) {
-      // Each task's pass shares its models' identical table lookups (step-cache.ts); variable
-      // gradients are the same sums either way. Passes over a representation do not: there the
-      // gradient is taken at an intermediate tensor, which sharing a lookup could change.
-      const { value, grads: g } = variableGradsShared(() => loss(i), [...variables]);
-      losses.push(value.dataSync()[0] as number);
-      value.dispose();
-      // variableGrads leaves out variables the loss does not reach; a zero row keeps J rectangular.
-      for (const v of variables) g[v.name] ??= tf.zerosLike(v);
-      grads.push(g);
-    }
+    // Layers that read none of the variables, directly or through their inputs, give the same values
+    // in every task's pass: in a direct forward pass they are computed once for all T (reuseUpstream).
+    reuseUpstream(variables, () => {
+      for (let i = 0; i < numTasks; i++) {
+        // Each task's pass shares its models' identical table lookups (step-cache.ts); variable
+        // gradients are the same sums either way. Passes over a representation do not: there the
+        // gradient is taken at an intermediate tensor, which sharing a lookup could change.
+        const { value, grads: g } = variableGradsShared(() => loss(i), [...variables]);
+        losses.push(value.dataSync()[0] as number);
+        value.dispose();
+        // variableGrads leaves out variables the loss does not reach; a zero row keeps J rectangular.
+        for (const v of variables) g[v.name] ??= tf.zerosLike(v);
+        grads.push(g);
+      }
+    });
   } catch (e) {
     grads.forEach((g) => tf.dispose(g));
     throw e;
