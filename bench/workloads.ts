@@ -2,7 +2,7 @@
  * The six benchmark workloads of `npm run bench`, each in the forms that are timed:
  *
  * - `jointly`: the library's way (JointTrainer; W4 AlternatingTrainer with a forward pass written with
- *   jointly's `dense` and `mse`; W5 JointTrainer with the
+ *   jointly's `dense` and `mse`; W5 JointTrainer on a Layers model with the
  *   "gradnorm" weighting) with stock `tf.train.adam`;
  * - `fused`: the same with the library's `fusedAdam` (one native pass per variable with the addon);
  * - `raw`: a hand-written TensorFlow.js loop (`tf.variableGrads` + `optimizer.applyGradients`);
@@ -398,29 +398,35 @@ const W5: WorkloadDef = {
     const heads = [63, 64, 65].map((s) => denseVars(256, 1, s));
     const modelVars = varsOf(t1, t2, ...heads);
     if (form === "jointly" || form === "fused") {
-      const names = heads.map((_, i) => `y${i}`);
-      const model: Trainable = {
-        forward: (inputs) => {
-          const h = applyDense(applyDense(inputs as tf.Tensor, t1, true), t2, true);
-          return Object.fromEntries(heads.map((hd, i) => [names[i] as string, applyDense(h, hd, false)]));
-        },
-        variables: () => modelVars,
-        outputNames: () => names,
-      };
+      // The library's way: a Layers model (trunk and three heads) given to JointTrainer, which runs it
+      // through its direct forward pass (fused Dense ops with the native addon) and computes the
+      // per-task norms with the layers upstream of the shared kernel evaluated once.
+      const input = tf.input({ shape: [32] });
+      const l1 = tf.layers.dense({ units: 256, activation: "relu", name: fresh("t1") });
+      const l2 = tf.layers.dense({ units: 256, activation: "relu", name: fresh("t2") });
+      const headLayers = heads.map(() => tf.layers.dense({ units: 1, name: fresh("head") }));
+      const h = l2.apply(l1.apply(input)) as tf.SymbolicTensor;
+      const model = tf.model({ inputs: input, outputs: headLayers.map((l) => l.apply(h) as tf.SymbolicTensor) });
+      setLayer(l1, [t1.k.clone(), t1.b.clone()]);
+      setLayer(l2, [t2.k.clone(), t2.b.clone()]);
+      headLayers.forEach((l, i) => setLayer(l, [heads[i]!.k.clone(), heads[i]!.b.clone()]));
+      disposeAll(modelVars);
+      const names = model.outputNames;
       const opt = adamFor(form);
       const trainer = new JointTrainer({
         model,
-        tasks: names.map((name) => ({ name, loss: "mse" as const })),
+        tasks: names.map((name) => ({ name, output: name, loss: "mse" as const })),
         optimizer: opt,
         weighting: { name: "gradnorm", options: { alpha: GN_ALPHA, lr: GN_LR } },
-        shared: [t2.k],
+        // GradNorm's norms on the trunk's last kernel, as in the raw loop.
+        shared: [l2.trainableWeights[0]!.read() as tf.Variable],
       });
       const labels = Object.fromEntries(names.map((n, i) => [n, ys[i] as tf.Tensor]));
       return {
         step: () => [trainer.step(x, labels).total],
         dispose: () => {
           trainer.dispose();
-          disposeAll(x, ys, modelVars, opt);
+          disposeAll(x, ys, opt, model);
         },
       };
     }
