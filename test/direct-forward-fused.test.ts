@@ -98,10 +98,10 @@ test("fused direct forward: outputs and gradients equal model.apply's (same bits
     // The fused op is what ran: one per Dense layer with a bias, none with the addon off.
     const withBias = model.layers.filter((l) => (l as unknown as { bias: unknown }).bias).length;
     const step = () => void tf.tidy(() => tf.variableGrads(() => tf.sum(direct(x, true)[0] as tf.Tensor) as tf.Scalar));
-    assert.equal((await kernels(step)).filter((k) => k === "JointlyDense").length, withBias, `${name}: fused Dense ops`);
+    assert.equal((await kernels(step)).filter((k) => k.startsWith("JointlyDense")).length, withBias, `${name}: fused Dense ops`);
     setNativeKernelsEnabled(false);
     try {
-      assert.equal((await kernels(step)).filter((k) => k === "JointlyDense").length, 0, `${name}: fused Dense ops with the addon off`);
+      assert.equal((await kernels(step)).filter((k) => k.startsWith("JointlyDense")).length, 0, `${name}: fused Dense ops with the addon off`);
     } finally {
       setNativeKernelsEnabled(true);
     }
@@ -157,7 +157,7 @@ test("fused direct forward: a W1-like training step runs far fewer kernels, same
   assert.ok(fused <= 56, `${fused} kernels per step with the fused ops`);
   assert.ok(applied - fused >= 30, `${applied} kernels through model.apply against ${fused} fused`);
   assert.ok(composite - fused >= 70, `${composite} kernels with the addon off against ${fused} fused`);
-  assert.equal((await kernels(() => void trainer.step(x, y))).filter((k) => k === "JointlyDense").length, 4);
+  assert.equal((await kernels(() => void trainer.step(x, y))).filter((k) => k.startsWith("JointlyDense")).length, 4);
   // Tensors flat across steps.
   const at = tf.memory().numTensors;
   for (let i = 0; i < 10; i++) trainer.step(x, y);

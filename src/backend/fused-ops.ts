@@ -11,8 +11,8 @@
  * derivative, two products, one sum), with the same kernels for the products and the sum, so the
  * same numbers.
  *
- * How: kernels registered under jointly's own names (`JointlyDense`, `JointlyActGrad`, `JointlyLoss`,
- * `JointlyLossGrad`) for backend "wasm" only, with gradients registered for the forward kernels,
+ * How: kernels registered under jointly's own names (`JointlyDense`, `JointlyDenseLinear`,
+ * `JointlyActGrad`, `JointlyLoss`, `JointlyLossGrad`) for backend "wasm" only, with gradients registered for the forward kernels,
  * so they work under `tf.grads`, `tf.variableGrads` and tidy like any op. {@link fusedDense} and
  * {@link fusedLoss} use them only when the active backend is wasm and the addon is loaded, and
  * return `undefined` otherwise, so callers keep their composite ops (and their numbers) elsewhere.
@@ -28,6 +28,8 @@ import { activeNative, type NativeKernels } from "./native.js";
 
 const BACKEND = "wasm";
 const DENSE = "JointlyDense";
+/** The linear case under its own name: its gradient needs no copy of the output kept. */
+const DENSE_LINEAR = "JointlyDenseLinear";
 const ACT_GRAD = "JointlyActGrad";
 const LOSS = "JointlyLoss";
 const LOSS_GRAD = "JointlyLossGrad";
@@ -133,6 +135,7 @@ export function registerFusedOps(): void {
   registered = true;
   const kernels: [string, tf.KernelFunc][] = [
     [DENSE, denseKernel as unknown as tf.KernelFunc],
+    [DENSE_LINEAR, denseKernel as unknown as tf.KernelFunc],
     [ACT_GRAD, actGradKernel as unknown as tf.KernelFunc],
     [LOSS, lossKernel as unknown as tf.KernelFunc],
     [LOSS_GRAD, lossGradKernel as unknown as tf.KernelFunc],
@@ -149,6 +152,19 @@ export function registerFusedOps(): void {
       const activation = (attrs as { activation: FusedActivation }).activation;
       // The activation's derivative once, shared by the three gradients.
       const dz = activation === "linear" ? (dy as tf.Tensor2D) : (tf.engine().runKernel(ACT_GRAD, { dy: dy as tf.Tensor, y }, { activation }) as tf.Tensor2D);
+      return {
+        a: () => tf.matMul(dz, b, false, true),
+        b: () => tf.matMul(a, dz, true, false),
+        bias: () => tf.sum(dz, 0),
+      };
+    },
+  });
+  tf.registerGradient({
+    kernelName: DENSE_LINEAR,
+    inputsToSave: ["a", "b"],
+    gradFunc: (dy, saved) => {
+      const [a, b] = saved as [tf.Tensor2D, tf.Tensor2D];
+      const dz = dy as tf.Tensor2D;
       return {
         a: () => tf.matMul(dz, b, false, true),
         b: () => tf.matMul(a, dz, true, false),
@@ -187,7 +203,7 @@ export function fusedDense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor, act
   if (!fusedOpsActive() || !(activation in ACTIVATION)) return undefined;
   if (x.rank !== 2 || kernel.rank !== 2 || bias.rank !== 1 || x.dtype !== "float32" || kernel.dtype !== "float32" || bias.dtype !== "float32") return undefined;
   if (x.shape[1] !== kernel.shape[0] || bias.shape[0] !== kernel.shape[1]) return undefined;
-  return tf.engine().runKernel(DENSE, { a: x, b: kernel, bias }, { activation }) as tf.Tensor2D;
+  return tf.engine().runKernel(activation === "linear" ? DENSE_LINEAR : DENSE, { a: x, b: kernel, bias }, { activation }) as tf.Tensor2D;
 }
 
 /**
