@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { TableEmbedding } from "../layers/embedding.js";
-import { fusedDense } from "../backend/fused-ops.js";
+import { fusedDense, fusedOpsActive } from "../backend/fused-ops.js";
 
 /**
  * A direct forward pass for simple Layers models, bypassing tfjs-layers' graph executor (about a
@@ -108,7 +108,10 @@ function compile(model: tf.LayersModel): DirectForward | undefined {
     if (!step) return false;
     // The variables the step reads: its layer's (for a skipped lookup, the table's).
     const owner = (lookup ? lookup.emb : layer) as unknown as { weights?: LayerVariableLike[] };
-    steps.push({ run: step, ins: ins.map((t) => t.id), out: s.id, vars: [...(owner.weights ?? [])] });
+    const compiled: CompiledStep = { run: step, ins: ins.map((t) => t.id), out: s.id, vars: [...(owner.weights ?? [])] };
+    const dense = lookup ? undefined : denseOf(layer);
+    if (dense) compiled.dense = dense;
+    steps.push(compiled);
     visiting.delete(s.id);
     done.add(s.id);
     return true;
@@ -138,6 +141,7 @@ function compile(model: tf.LayersModel): DirectForward | undefined {
       const plan = scope && planFor(plans, scope, steps, outputIds, inputSyms.filter((_, i) => !constantInput(scope, list[i] as tf.Tensor)).map((sym) => sym.id));
       if (scope && plan) {
         for (const [id, t] of upstreamValues(scope, cacheKey, plan, list, training, values)) values.set(id, t);
+        if (plan.held) holdUse(scope, plan.held, values);
         for (const step of plan.rest) step.run(values);
       } else {
         for (const step of steps) step.run(values);
@@ -155,6 +159,22 @@ interface CompiledStep {
   out: number;
   /** The layer variables the step reads. */
   vars: LayerVariableLike[];
+  /** For a Dense layer: its variables and activation (what a held output's gradient needs). */
+  dense?: DenseInfo;
+}
+
+interface DenseInfo {
+  kernel: LayerVariableLike;
+  bias: LayerVariableLike | null;
+  /** tfjs-layers' class name of the activation ("linear" when there is none). */
+  activation: string;
+}
+
+/** The Dense layer a plan holds: the symbolic ids of its input and output. */
+interface HeldStep {
+  xId: number;
+  yId: number;
+  dense: DenseInfo;
 }
 
 /** A model's split for one set of differentiated variables. */
@@ -166,6 +186,8 @@ interface ReusePlan {
   frontier: number[];
   /** The variables the upstream steps read (a cached value is stale once one is assigned). */
   vars: LayerVariableLike[];
+  /** In a holding scope: the one Dense step reading the variables, computed upstream with its output held. */
+  held?: HeldStep;
 }
 
 interface ReuseEntry {
@@ -186,6 +208,12 @@ interface ReuseScope {
   entries: Map<object, Map<string, ReuseEntry>>;
   /** Values replaced after their inputs or variables changed: a pass may still read them, so freed at the end. */
   retired: tf.Tensor[];
+  /** Whether a Dense layer reading exactly the variables has its output held (see {@link HeldDense}). */
+  hold: boolean;
+  /** Held outputs the forward passes used since {@link takeHeldDense} was last called. */
+  used: HeldDense[];
+  /** act'(Y) by the held output's tensor id, computed once for all passes. */
+  slopes: Map<number, tf.Tensor>;
 }
 
 let reuse: ReuseScope | undefined;
@@ -209,11 +237,13 @@ let reuse: ReuseScope | undefined;
  * counts as depending on them. Models without a direct forward pass (`model.apply`, hand-written Trainables) compute everything,
  * as before. What the scope holds is freed when it returns or throws; scopes nest.
  */
-export function reuseUpstream<T>(variables: readonly tf.Variable[], passes: () => T): T {
+export function reuseUpstream<T>(variables: readonly tf.Variable[], passes: () => T, options: { holdDense?: boolean } = {}): T {
   const outer = reuse;
   const ids = new Set(variables.map((v) => v.id));
+  const hold = options.holdDense === true;
   const scope: ReuseScope = {
-    depth: tf.engine().state.gradientDepth + 1, ids, key: [...ids].sort((a, b) => a - b).join(","), firstTensorId: nextTensorId(), entries: new Map(), retired: [],
+    depth: tf.engine().state.gradientDepth + 1, ids, key: `${hold ? "h" : ""}${[...ids].sort((a, b) => a - b).join(",")}`, firstTensorId: nextTensorId(),
+    entries: new Map(), retired: [], hold, used: [], slopes: new Map(),
   };
   reuse = scope;
   try {
@@ -222,8 +252,11 @@ export function reuseUpstream<T>(variables: readonly tf.Variable[], passes: () =
     reuse = outer;
     for (const byInputs of scope.entries.values()) for (const e of byInputs.values()) tf.dispose([...e.values.values()]);
     tf.dispose(scope.retired);
+    tf.dispose([...scope.slopes.values()]);
     scope.entries.clear();
+    scope.slopes.clear();
     scope.retired = [];
+    scope.used = [];
   }
 }
 
@@ -269,8 +302,14 @@ function planFor(plans: Map<string, ReusePlan | null>, scope: ReuseScope, steps:
   const dependent = new Set<number>(varying);
   const upstream: CompiledStep[] = [];
   const rest: CompiledStep[] = [];
+  const held = scope.hold ? heldStep(scope, steps, varying) : undefined;
   for (const step of steps) {
-    if (step.vars.some((v) => scope.ids.has(v.read().id)) || step.ins.some((id) => dependent.has(id))) {
+    if (step === held) {
+      // Computed once like an upstream layer, but its output is what the passes differentiate at:
+      // the steps reading it are on the tape.
+      upstream.push(step);
+      dependent.add(step.out);
+    } else if (step.vars.some((v) => scope.ids.has(v.read().id)) || step.ins.some((id) => dependent.has(id))) {
       dependent.add(step.out);
       rest.push(step);
     } else {
@@ -281,12 +320,41 @@ function planFor(plans: Map<string, ReusePlan | null>, scope: ReuseScope, steps:
   if (upstream.length > 0) {
     const made = new Set(upstream.map((s) => s.out));
     const read = new Set([...rest.flatMap((s) => s.ins), ...outputIds]);
-    plan = { upstream, rest, frontier: [...made].filter((id) => read.has(id)), vars: [...new Set(upstream.flatMap((s) => s.vars))] };
+    const frontier = [...made].filter((id) => read.has(id));
+    plan = { upstream, rest, frontier, vars: [...new Set(upstream.flatMap((s) => s.vars))] };
+    if (held) {
+      const h: HeldStep = { xId: held.ins[0] as number, yId: held.out, dense: held.dense as DenseInfo };
+      // The layer's input is kept too (the kernel's gradient is Xᵀ·δ), and its output even if only a model output.
+      for (const id of [h.xId, h.yId]) if (!frontier.includes(id)) frontier.push(id);
+      plan.held = h;
+    }
   }
   // A trainer uses one or two variable sets; a caller cycling through many should not grow this.
   if (plans.size >= 16) plans.clear();
   plans.set(key, plan);
   return plan;
+}
+
+/**
+ * The step of `steps` whose output a holding scope holds: the only step reading any of the scope's
+ * variables, a Dense layer whose kernel (and perhaps bias) are exactly those variables, with an
+ * activation whose derivative {@link heldDenseGrads} knows from the output, and an input that does
+ * not depend on the variables (else holding it would cut a path to them). Otherwise undefined.
+ */
+function heldStep(scope: ReuseScope, steps: CompiledStep[], varying: number[]): CompiledStep | undefined {
+  const readers = steps.filter((s) => s.vars.some((v) => scope.ids.has(v.read().id)));
+  const step = readers[0];
+  if (readers.length !== 1 || !step?.dense || !(step.dense.activation in SLOPES)) return undefined;
+  const { kernel, bias } = step.dense;
+  const own = new Set([kernel.read().id, ...(bias ? [bias.read().id] : [])]);
+  if (!scope.ids.has(kernel.read().id) || ![...scope.ids].every((id) => own.has(id))) return undefined;
+  // Steps before it read none of the variables (it is the only reader): only varying inputs make X depend on them.
+  const dependent = new Set<number>(varying);
+  for (const s of steps) {
+    if (s === step) break;
+    if (s.ins.some((id) => dependent.has(id))) dependent.add(s.out);
+  }
+  return step.ins.length === 1 && !dependent.has(step.ins[0] as number) ? step : undefined;
 }
 
 /**
@@ -312,6 +380,90 @@ function upstreamValues(
   if (hit) scope.retired.push(...hit.values.values());
   byInputs.set(key, { values: kept, data });
   return kept;
+}
+
+/**
+ * A Dense layer's output held constant in a holding scope's passes (see {@link reuseUpstream}): a
+ * pass differentiates its loss with respect to `output`, and {@link heldDenseGrads} turns that
+ * gradient into the kernel's and bias's.
+ */
+export interface HeldDense {
+  /** The layer's input X and output Y = act(X·W + b), computed once for the scope's passes. */
+  input: tf.Tensor;
+  output: tf.Tensor;
+  kernel: tf.Variable;
+  bias: tf.Variable | null;
+  activation: string;
+}
+
+function holdUse(scope: ReuseScope, h: HeldStep, values: Map<number, tf.Tensor>): void {
+  const output = values.get(h.yId) as tf.Tensor;
+  // The same model run twice on the same inputs in one pass reads the same held tensor: one entry,
+  // since the pass's gradient at it already sums both uses.
+  if (scope.used.some((u) => u.output === output)) return;
+  const { kernel, bias, activation } = h.dense;
+  scope.used.push({ input: values.get(h.xId) as tf.Tensor, output, kernel: kernel.read() as tf.Variable, bias: bias ? (bias.read() as tf.Variable) : null, activation });
+}
+
+/** The held outputs forward passes used since the last call, in the innermost scope at this gradient depth (none outside). */
+export function takeHeldDense(): HeldDense[] {
+  const scope = activeReuse();
+  if (!scope) return [];
+  const used = scope.used;
+  scope.used = [];
+  return used;
+}
+
+/**
+ * act'(z) at z = act⁻¹(y), from the output y, as tfjs's gradients compute it: relu y > 0; relu6
+ * 0 < y < 6; elu 1 for y > 0, else y + 1; sigmoid y(1 − y). Activations whose derivative cannot be
+ * had from the output (tanh would, but is not in the fused set) are not held.
+ */
+const SLOPES: Record<string, ((y: tf.Tensor) => tf.Tensor) | null> = {
+  linear: null,
+  relu: (y) => tf.cast(tf.greater(y, 0), "float32"),
+  relu6: (y) => tf.cast(tf.logicalAnd(tf.greater(y, 0), tf.less(y, 6)), "float32"),
+  elu: (y) => tf.where(tf.greater(y, 0), tf.onesLike(y), tf.add(y, 1)),
+  sigmoid: (y) => tf.mul(y, tf.sub(1, y)),
+};
+
+/**
+ * The gradients of the held layer's kernel and (when `withBias`) bias, given a loss's gradient `dy`
+ * at its output: δ = dy ⊙ act'(Y), ∇W = Xᵀ·δ, ∇b = Σ_rows δ. act'(Y) is computed once per scope.
+ * The caller owns the results.
+ */
+export function heldDenseGrads(h: HeldDense, dy: tf.Tensor, withBias: boolean): { kernel: tf.Tensor; bias?: tf.Tensor } {
+  const slope = SLOPES[h.activation];
+  if (slope === undefined) throw new Error(`heldDenseGrads: no derivative for the activation "${h.activation}".`);
+  if (slope && fusedOpsActive() && dy.dtype === "float32") {
+    // On wasm with the addon: the fused Dense gradient's own derivative kernel (fused-ops.ts), one
+    // pass over dy and Y, and the very numbers the recomputing passes' fused Dense gradient gives.
+    return tf.tidy(() => {
+      const delta = tf.engine().runKernel("JointlyActGrad", { dy, y: h.output }, { activation: h.activation }) as tf.Tensor2D;
+      const kernel = tf.matMul(h.input as tf.Tensor2D, delta, true, false);
+      return withBias ? { kernel, bias: tf.sum(delta, 0) } : { kernel };
+    });
+  }
+  let s: tf.Tensor | undefined;
+  let owned = false;
+  if (slope) {
+    s = reuse?.slopes.get(h.output.id);
+    if (!s || s.isDisposed) {
+      s = tf.keep(tf.tidy(() => slope(h.output)));
+      // Freed with the scope; outside one, freed below.
+      if (reuse) reuse.slopes.set(h.output.id, s);
+      else owned = true;
+    }
+  }
+  try {
+    return tf.tidy(() => {
+      const delta = s ? tf.mul(dy, s) : dy;
+      const kernel = tf.matMul(h.input as tf.Tensor2D, delta as tf.Tensor2D, true, false);
+      return withBias ? { kernel, bias: tf.sum(delta, 0) } : { kernel };
+    });
+  } finally {
+    if (owned) s?.dispose();
+  }
 }
 
 /**
@@ -365,6 +517,14 @@ function lookupStep(emb: TableEmbedding, idsId: number, outId: number): Step {
  */
 function firstOrderDense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor, activation: string): tf.Tensor | undefined {
   return tf.engine().state.gradientDepth < 2 ? fusedDense(x, kernel, bias, activation) : undefined;
+}
+
+/** A Dense layer's variables and activation name, or undefined for any other layer. */
+function denseOf(layer: LayerLike): DenseInfo | undefined {
+  if (className(layer) !== "Dense") return undefined;
+  const d = layer as unknown as { kernel: LayerVariableLike | null; bias: LayerVariableLike | null; activation: ActivationObject | null };
+  if (!d.kernel) return undefined;
+  return { kernel: d.kernel, bias: d.bias, activation: d.activation ? d.activation.getClassName() : "linear" };
 }
 
 function makeStep(layer: LayerLike, ins: tf.SymbolicTensor[], out: tf.SymbolicTensor): Step | undefined {

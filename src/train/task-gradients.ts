@@ -17,8 +17,8 @@
  * layer's WEIGHTS, so parameters mode; weightings that need only losses need no J at all.
  */
 import * as tf from "@tensorflow/tfjs";
-import { variableGradsShared } from "../layers/step-cache.js";
-import { reuseUpstream } from "./direct-forward.js";
+import { variableGradsShared, withLookupCache } from "../layers/step-cache.js";
+import { heldDenseGrads, reuseUpstream, takeHeldDense } from "./direct-forward.js";
 
 /** Shared parameters: variables, a layer or model (its trainable weights), or a list of either. */
 export type SharedSelector = tf.Variable | tf.layers.Layer | readonly (tf.Variable | tf.layers.Layer)[];
@@ -60,27 +60,100 @@ export function perTaskVariableGrads(loss: (task: number) => tf.Scalar, numTasks
   if (variables.length === 0) throw new Error("perTaskVariableGrads: the variable set is empty.");
   const grads: tf.NamedTensorMap[] = [];
   const losses: number[] = [];
+  // Non-trainable variables get variableGrads' treatment (no gradient), which the held pass does not give.
+  const hold = heldDenseEnabled && variables.every((v) => v.trainable);
   try {
     // Layers that read none of the variables, directly or through their inputs, give the same values
     // in every task's pass: in a direct forward pass they are computed once for all T (reuseUpstream).
+    // When the variables are one Dense layer's kernel (and bias), that layer is computed once too and
+    // each pass runs only the layers after it (see heldPass).
     reuseUpstream(variables, () => {
       for (let i = 0; i < numTasks; i++) {
         // Each task's pass shares its models' identical table lookups (step-cache.ts); variable
         // gradients are the same sums either way. Passes over a representation do not: there the
         // gradient is taken at an intermediate tensor, which sharing a lookup could change.
-        const { value, grads: g } = variableGradsShared(() => loss(i), [...variables]);
+        const { value, grads: g } = hold ? heldPass(() => loss(i), variables) : variableGradsShared(() => loss(i), [...variables]);
         losses.push(value.dataSync()[0] as number);
         value.dispose();
         // variableGrads leaves out variables the loss does not reach; a zero row keeps J rectangular.
         for (const v of variables) g[v.name] ??= tf.zerosLike(v);
         grads.push(g);
       }
-    });
+    }, { holdDense: hold });
   } catch (e) {
     grads.forEach((g) => tf.dispose(g));
     throw e;
   }
   return { grads, losses };
+}
+
+/**
+ * Whether {@link perTaskVariableGrads} holds a shared Dense layer's output (on by default). Internal:
+ * the tests turn it off to compare with the passes that recompute that layer in every pass.
+ */
+let heldDenseEnabled = true;
+export function setHeldDensePasses(enabled: boolean): void {
+  heldDenseEnabled = enabled;
+}
+
+/**
+ * One task's pass in a holding scope: `tf.variableGrads(loss, variables)`, except that a direct
+ * forward pass whose only use of `variables` is one Dense layer (W its kernel, perhaps b its bias)
+ * computes that layer once for all passes, off the tape, and holds its output Y constant. The pass
+ * then differentiates with respect to Y as well, back-propagating through the layers after it only,
+ * and ∇W = Xᵀ·(∇Y ⊙ act'(Y)), ∇b = Σ_rows(∇Y ⊙ act'(Y)) (heldDenseGrads). Why: GradNorm's norms on a
+ * wide trunk kernel recomputed the layer's X·W, its most expensive product, in every task's pass.
+ * Uses of the variables not through a held layer (another model, a penalty) are differentiated as
+ * usual and added. With nothing held it is exactly variableGrads.
+ */
+function heldPass(loss: () => tf.Scalar, variables: readonly tf.Variable[]): { value: tf.Scalar; grads: tf.NamedTensorMap } {
+  return withLookupCache(() => {
+    const xs: tf.Tensor[] = [...variables];
+    let held: ReturnType<typeof takeHeldDense> = [];
+    takeHeldDense();
+    // engine.gradients reads `xs` after running the forward function: the held outputs the pass used
+    // are known only then (the same device as gradientAtRepresentation).
+    const { value, grads } = tf.engine().gradients(
+      () => {
+        const l = loss();
+        held = takeHeldDense();
+        xs.push(...held.map((h) => h.output));
+        return l;
+      },
+      xs,
+      undefined,
+      true,
+    );
+    const out: tf.NamedTensorMap = {};
+    try {
+      if (value.rank !== 0) throw new Error(`perTaskVariableGrads: the loss must be a scalar, but has shape [${value.shape}].`);
+      variables.forEach((v, k) => {
+        const g = grads[k];
+        if (g) out[v.name] = g;
+      });
+      held.forEach((h, k) => {
+        const dy = grads[variables.length + k];
+        if (!dy) return;
+        const withBias = h.bias !== null && variables.some((v) => v.id === h.bias!.id);
+        const parts = heldDenseGrads(h, dy, withBias);
+        dy.dispose();
+        for (const [v, g] of [[h.kernel, parts.kernel], [h.bias, parts.bias]] as const) {
+          if (!v || !g) continue;
+          const before = out[v.name];
+          out[v.name] = before ? tf.add(before, g) : g;
+          if (before) tf.dispose([before, g]);
+        }
+      });
+      if (Object.keys(out).length === 0) {
+        throw new Error(`perTaskVariableGrads: the loss reaches none of the variables ${variables.map((v) => `"${v.name}"`).join(", ")}; compute it from them inside the loss function.`);
+      }
+    } catch (e) {
+      // Disposing twice is harmless: whatever was made, once.
+      tf.dispose([value, ...Object.values(out), ...grads.filter((g): g is tf.Tensor => g != null)]);
+      throw e;
+    }
+    return { value: value as tf.Scalar, grads: out };
+  });
 }
 
 /** Flatten each task's gradients of `variables` (in that order) into the rows of a T x d tensor. */
