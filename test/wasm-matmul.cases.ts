@@ -452,3 +452,32 @@ test("a bias reshaped from a rank-3 slice (same buffer, rank-1 tensor) is accept
     handle.restore();
   }
 });
+
+test("narrow products (a head's 1-4 outputs, its weight gradient, the gradient into its input), every transpose, with bias and relu, vs reference", () => {
+  const h = registerFastWasmMatMul();
+  try {
+    // [M, K, N]: N narrow (forward of a head, and A^T B for its weight gradient), K narrow (dy W^T), plus
+    // lengths that are not multiples of 8 and a long shared dimension.
+    const dims: [number, number, number][] = [[1024, 512, 1], [300, 77, 2], [5, 1031, 4], [512, 1024, 2], [1024, 1, 512], [37, 3, 129], [64, 4, 4], [9, 2, 1]];
+    for (const [M, K, N] of dims) {
+      for (const [ta, tb] of TRANSPOSES) {
+        for (const fused of [false, true]) {
+          const c: Case = {
+            aShape: ta ? [K, M] : [M, K],
+            bShape: tb ? [N, K] : [K, N],
+            aData: randData(M * K),
+            bData: randData(K * N),
+            transposeA: ta,
+            transposeB: tb,
+            activation: fused ? "relu" : "linear",
+            leakyreluAlpha: 0,
+            ...(fused ? { bias: { shape: [N], data: randData(N) } } : {}),
+          };
+          assertClose(run(c, fused), reference(c), `narrow M=${M} K=${K} N=${N} tA=${ta} tB=${tb}${fused ? " bias+relu" : ""}`);
+        }
+      }
+    }
+  } finally {
+    h.restore();
+  }
+});
