@@ -91,6 +91,7 @@ interface ChildResult {
   forms: Partial<Record<Form, FormResult>>;
   stockWasm?: FormResult;
   pureWasm?: FormResult;
+  twoThreads?: FormResult;
   /** W6 only: the fleet split across 2 worker threads (bench/fleet-workers.ts). */
   workers?: FleetWorkersResult;
   tensorsAfter: number;
@@ -186,6 +187,19 @@ async function child(id: WorkloadId): Promise<void> {
     }
   }
 
+  // Big products (W2, W5) with two BLAS threads (JOINTLY_NATIVE_THREADS=2), against PyTorch with two
+  // threads: the main table keeps one thread on both sides.
+  let twoThreads: FormResult | undefined;
+  const nk = nativeKernels().kernels;
+  if ((id === "W2" || id === "W5") && best && nk) {
+    nk.setThreads(2);
+    try {
+      twoThreads = measureWithout(best.r, id === "W2");
+    } finally {
+      nk.setThreads(nativeKernels().threads ?? 1);
+    }
+  }
+
   // Stock tfjs-wasm (every jointly kernel removed: no addon, no matmul override, no shared Identity),
   // the library's way with tf.train.adam, for W1 and W2.
   let stockWasm: FormResult | undefined;
@@ -215,6 +229,7 @@ async function child(id: WorkloadId): Promise<void> {
     forms,
     stockWasm,
     pureWasm,
+    twoThreads,
     workers,
     tensorsAfter,
     tensorCounts: counts,
@@ -312,6 +327,7 @@ async function parent(): Promise<void> {
   const rows: string[] = [];
   const flopLines: string[] = [];
   const workerRows: string[] = [];
+  const threadLines: string[] = [];
   for (const c of results) {
     const f = c.forms;
     const stock = f.jointly?.ms;
@@ -338,6 +354,7 @@ async function parent(): Promise<void> {
       stock_jointly_over_raw: stock !== undefined && raw !== undefined ? round(stock / raw, 3) : undefined,
       stock_wasm: c.stockWasm?.ms,
       pure_wasm: c.pureWasm?.ms,
+      jointly_2_blas_threads: c.twoThreads?.ms,
       native_speedup: c.pureWasm && lib ? round(c.pureWasm.ms / lib, 2) : undefined,
       fast_kernel_speedup: c.stockWasm && stock ? round(c.stockWasm.ms / stock, 2) : undefined,
       torch_1t: t1 !== undefined ? round(t1, 3) : undefined,
@@ -379,6 +396,10 @@ async function parent(): Promise<void> {
         `${c.stockWasm ? `${fmt(c.stockWasm.ms)} (${(c.stockWasm.ms / (stock ?? NaN)).toFixed(1)}x)` : "–"} | ${fmt(t1, 2)} | ${fmt(tMt, 2)} | ${ratio} | ` +
         `${c.tensorsAfter} (${c.tensorGrowth >= 0 ? "+" : ""}${c.tensorGrowth}) | ${fmt(c.peakRssMB, 0)} |`,
     );
+    if (c.twoThreads) {
+      const t2 = tMt;
+      threadLines.push(`- ${c.id}: jointly ${fmt(c.twoThreads.ms, 2)} ms/step with 2 BLAS threads (1 thread: ${fmt(lib, 2)}); torch 2 threads ${fmt(t2, 2)}, 1 thread ${fmt(t1, 2)}; jointly 2 threads / torch 1 thread ${t1 ? (c.twoThreads.ms / t1).toFixed(2) : "–"}x, / torch 2 threads ${t2 ? (c.twoThreads.ms / t2).toFixed(2) : "–"}x.`);
+    }
     const g = (ms: number | undefined): string => fmt(gflops(c.id, ms), 2);
     flopLines.push(`- ${c.id}: ${(stepFlops(c.id) / 1e6).toFixed(1)} MFLOP of matmuls per step; jointly ${g(lib)} GFLOP/s, raw tfjs ${g(raw)}, torch 1 thread ${g(t1)}, torch ${mtKey ?? "N"} threads ${g(tMt)}.`);
     if (f.ensemble) {
@@ -449,6 +470,14 @@ async function parent(): Promise<void> {
           `| form | 1 thread | 2 workers | speed-up | torch 1 thread | torch ${mtKey ?? "N"} threads | 2 workers/torch 1t |`,
           "|---|---|---|---|---|---|---|",
           ...workerRows,
+        ]
+      : []),
+    ...(threadLines.length
+      ? [
+          "",
+          "Two BLAS threads (`JOINTLY_NATIVE_THREADS=2`; the table above uses one thread on both sides): the big products of W2 and W5 split over the 2 cores.",
+          "",
+          ...threadLines,
         ]
       : []),
     "",
