@@ -266,25 +266,28 @@ static napi_value Gemm(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* Adam for one element, in tf.train.adam's op order, each operation rounded to float32. */
+static inline void adam_elem(float x, float g, float m, float v, float b1, float c1, float b2, float c2, float oma1, float oma2, float eps,
+                             float nlr, float *x_out, float *m_out, float *v_out) {
+  const float mNew = m * b1 + g * c1;
+  const float g2 = g * g;
+  const float vNew = v * b2 + g2 * c2;
+  const float mHat = mNew / oma1;
+  const float vHat = vNew / oma2;
+  const float denom = sqrtf(vHat) + eps;
+  const float step = (mHat / denom) * nlr;
+  *m_out = mNew;
+  *v_out = vNew;
+  *x_out = step + x;
+}
+
 /*
  * The in-place Adam update (the usual case): four distinct arrays, so `restrict` holds and the loop
  * vectorises (8 floats at a time with AVX); same operations and order as the general loop below.
  */
 static void adam_in_place(float *restrict x, const float *restrict g, float *restrict m, float *restrict v, size_t count, float b1, float c1,
                           float b2, float c2, float oma1, float oma2, float eps, float nlr) {
-  for (size_t k = 0; k < count; k++) {
-    const float gk = g[k];
-    const float mNew = m[k] * b1 + gk * c1;
-    const float g2 = gk * gk;
-    const float vNew = v[k] * b2 + g2 * c2;
-    const float mHat = mNew / oma1;
-    const float vHat = vNew / oma2;
-    const float denom = sqrtf(vHat) + eps;
-    const float step = (mHat / denom) * nlr;
-    m[k] = mNew;
-    v[k] = vNew;
-    x[k] = step + x[k];
-  }
+  for (size_t k = 0; k < count; k++) adam_elem(x[k], g[k], m[k], v[k], b1, c1, b2, c2, oma1, oma2, eps, nlr, &x[k], &m[k], &v[k]);
 }
 
 /*
@@ -316,20 +319,7 @@ static napi_value Adam(napi_env env, napi_callback_info info) {
     adam_in_place((float *)xo, g, (float *)mo, (float *)vo, count, b1, c1, b2, c2, oma1, oma2, eps, nlr);
     return NULL;
   }
-  for (size_t k = 0; k < count; k++) {
-    const float gk = g[k];
-    const float mNew = m[k] * b1 + gk * c1;
-    const float g2 = gk * gk;
-    const float vNew = v[k] * b2 + g2 * c2;
-    const float mHat = mNew / oma1;
-    const float vHat = vNew / oma2;
-    const float denom = sqrtf(vHat) + eps;
-    const float step = (mHat / denom) * nlr;
-    const float xk = x[k];
-    mo[k] = mNew;
-    vo[k] = vNew;
-    xo[k] = step + xk;
-  }
+  for (size_t k = 0; k < count; k++) adam_elem(x[k], g[k], m[k], v[k], b1, c1, b2, c2, oma1, oma2, eps, nlr, &xo[k], &mo[k], &vo[k]);
   return NULL;
 }
 

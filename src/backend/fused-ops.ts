@@ -91,12 +91,17 @@ interface LossAttrs {
   mean: boolean;
 }
 
+/** Rows and values per row of a predictions tensor, as the loss kernels see it. */
+function rowsOf(pred: tf.TensorInfo): { n: number; cols: number } {
+  const n = pred.shape[0] ?? 1;
+  return { n, cols: n === 0 ? 0 : prod(pred.shape) / n };
+}
+
 function lossKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap; backend: unknown }): tf.TensorInfo {
   const backend = args.backend as WasmBackend;
   const { pred, labels } = args.inputs as { pred: tf.TensorInfo; labels: tf.TensorInfo };
   const { kind, mean } = args.attrs as unknown as LossAttrs;
-  const n = pred.shape[0] ?? 1;
-  const cols = n === 0 ? 0 : prod(pred.shape) / n;
+  const { n, cols } = rowsOf(pred);
   const out = backend.makeOutput(mean ? [] : [n], "float32");
   const bad = native().lossForward(backend.wasm.HEAPU8.buffer, KIND[kind], n, cols, off(backend, pred), off(backend, labels), labels.dtype === "float32" ? 1 : 0, off(backend, out), mean ? 1 : 0);
   if (bad >= 0) {
@@ -111,8 +116,7 @@ function lossGradKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedA
   const backend = args.backend as WasmBackend;
   const { pred, labels, dy } = args.inputs as { pred: tf.TensorInfo; labels: tf.TensorInfo; dy: tf.TensorInfo };
   const { kind, mean, wrtLabels } = args.attrs as unknown as LossAttrs & { wrtLabels: boolean };
-  const n = pred.shape[0] ?? 1;
-  const cols = n === 0 ? 0 : prod(pred.shape) / n;
+  const { n, cols } = rowsOf(pred);
   const out = backend.makeOutput(wrtLabels ? labels.shape.slice() : pred.shape.slice(), "float32");
   native().lossBackward(
     backend.wasm.HEAPU8.buffer, KIND[kind], n, cols, off(backend, pred), off(backend, labels), labels.dtype === "float32" ? 1 : 0,
