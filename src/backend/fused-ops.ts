@@ -125,6 +125,15 @@ function lossGradKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedA
   return out;
 }
 
+/** Gradients of x·W + b given dz, the gradient at the pre-activation: two products and a column sum. */
+function denseGrads(a: tf.Tensor2D, b: tf.Tensor2D, dz: tf.Tensor2D): Record<string, () => tf.Tensor> {
+  return {
+    a: () => tf.matMul(dz, b, false, true),
+    b: () => tf.matMul(a, dz, true, false),
+    bias: () => tf.sum(dz, 0),
+  };
+}
+
 // ----- registration ----------------------------------------------------------------------------
 
 let registered = false;
@@ -156,11 +165,7 @@ export function registerFusedOps(): void {
       const activation = (attrs as { activation: FusedActivation }).activation;
       // The activation's derivative once, shared by the three gradients.
       const dz = activation === "linear" ? (dy as tf.Tensor2D) : (tf.engine().runKernel(ACT_GRAD, { dy: dy as tf.Tensor, y }, { activation }) as tf.Tensor2D);
-      return {
-        a: () => tf.matMul(dz, b, false, true),
-        b: () => tf.matMul(a, dz, true, false),
-        bias: () => tf.sum(dz, 0),
-      };
+      return denseGrads(a, b, dz);
     },
   });
   tf.registerGradient({
@@ -168,12 +173,7 @@ export function registerFusedOps(): void {
     inputsToSave: ["a", "b"],
     gradFunc: (dy, saved) => {
       const [a, b] = saved as [tf.Tensor2D, tf.Tensor2D];
-      const dz = dy as tf.Tensor2D;
-      return {
-        a: () => tf.matMul(dz, b, false, true),
-        b: () => tf.matMul(a, dz, true, false),
-        bias: () => tf.sum(dz, 0),
-      };
+      return denseGrads(a, b, dy as tf.Tensor2D);
     },
   });
   tf.registerGradient({
