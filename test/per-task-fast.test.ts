@@ -82,6 +82,12 @@ async function wForwards(f: () => void): Promise<number> {
   return info.kernels.filter((k) => /^(JointlyDense|JointlyDenseLinear|_FusedMatMul|BatchMatMul)$/.test(k.name) && k.inputShapes[0]?.join() === `${ROWS},12` && k.inputShapes[1]?.slice(-2).join() === "12,8").length;
 }
 
+/** Forward products of the heads (output [ROWS, 1]; their gradients' products have other outputs). */
+async function headForwards(f: () => void): Promise<number> {
+  const info = await tf.profile(f);
+  return info.kernels.filter((k) => /^(JointlyDense|JointlyDenseLinear|_FusedMatMul|BatchMatMul)$/.test(k.name) && k.outputShapes[0]?.join() === `${ROWS},1`).length;
+}
+
 for (const native of [true, false]) {
   test(`held passes equal the recomputing passes (relu, linear, sigmoid, elu, relu6; masks; kernel + bias; a branch), native kernels ${native ? "on" : "off"}`, () => {
     setNativeKernelsEnabled(native);
@@ -124,7 +130,7 @@ test("held passes: W's layer is computed once for all tasks", async () => {
   m.model.dispose();
 });
 
-test("GradNorm through JointTrainer: same weights and parameters after 15 steps as the recomputing passes, W's product twice a step instead of four times, no leaks", async () => {
+test("GradNorm through JointTrainer: same weights and parameters after 15 steps as the recomputing passes, W's product once a step instead of four times, each task's pass computes its own head only, no leaks", async () => {
   const run = async (held: boolean) => {
     setHeldDensePasses(held);
     try {
@@ -143,20 +149,27 @@ test("GradNorm through JointTrainer: same weights and parameters after 15 steps 
       for (let i = 0; i < 9; i++) trainer.step(x, labels, maskMap);
       assert.equal(tf.memory().numTensors, at, "tensors leaked across steps");
       const forwards = await wForwards(() => void trainer.step(x, labels, maskMap));
+      const heads = await headForwards(() => void trainer.step(x, labels, maskMap));
+      const at2 = tf.memory().numTensors;
+      trainer.step(x, labels, maskMap);
+      assert.equal(tf.memory().numTensors, at2, "tensors leaked across a step");
       const weights = Object.values(trainer.weights());
       const params = m.model.getWeights().map((w) => Array.from(w.dataSync()));
       trainer.dispose();
       m.model.dispose();
-      return { forwards, weights, params };
+      return { forwards, heads, weights, params };
     } finally {
       setHeldDensePasses(true);
     }
   };
   const fast = await run(true);
   const old = await run(false);
-  // T per-task passes + the joint pass: 1 + 1 held, 3 + 1 recomputing.
-  assert.equal(fast.forwards, 2);
+  // T per-task passes + the joint pass: the joint pass's values held (0 + 1), 3 + 1 recomputing.
+  assert.equal(fast.forwards, 1);
   assert.equal(old.forwards, 4);
+  // Heads: 3 in the joint pass, then task i's pass computes head i only: 3 + 3, not 3 + 3·3.
+  assert.equal(fast.heads, 6);
+  assert.equal(old.heads, 6);
   fast.weights.forEach((w, i) => assert.ok(Math.abs(w - old.weights[i]!) <= 1e-6, `GradNorm weight ${i}: ${w} vs ${old.weights[i]}`));
   fast.params.forEach((p, i) => p.forEach((v, j) => assert.ok(Math.abs(v - old.params[i]![j]!) <= 1e-6, `parameter ${i}[${j}]: ${v} vs ${old.params[i]![j]}`)));
 });

@@ -22,7 +22,7 @@ import { fusedDense, fusedOpsActive } from "../backend/fused-ops.js";
  * Regularizers and constraints do not change a forward pass (tfjs-layers applies them only in
  * `model.fit`), so they are allowed.
  */
-export type DirectForward = (inputs: tf.Tensor | tf.Tensor[], training: boolean) => tf.Tensor[];
+export type DirectForward = (inputs: tf.Tensor | tf.Tensor[], training: boolean, outputs?: readonly number[]) => tf.Tensor[];
 
 type Activation = "linear" | "relu" | "relu6" | "elu" | "sigmoid";
 /** Activations `tf.fused.matMul` computes itself, by tfjs-layers class name. */
@@ -124,7 +124,27 @@ function compile(model: tf.LayersModel): DirectForward | undefined {
   const plans = new Map<string, ReusePlan | null>();
   // This compiled model's identity in a reuse scope's cache.
   const cacheKey = {};
-  return (inputs, training) =>
+  // The steps each subset of outputs needs (its ancestors), by the subset's indices.
+  const neededSteps = new Map<string, Set<CompiledStep>>();
+  const stepsFor = (wanted: readonly number[]): Set<CompiledStep> => {
+    const key = wanted.join(",");
+    let set = neededSteps.get(key);
+    if (!set) {
+      const byOut = new Map(steps.map((s) => [s.out, s]));
+      set = new Set();
+      const stack = wanted.map((k) => outputIds[k] as number);
+      while (stack.length > 0) {
+        const st = byOut.get(stack.pop() as number);
+        if (!st || set.has(st)) continue;
+        set.add(st);
+        stack.push(...st.ins);
+      }
+      if (neededSteps.size >= 16) neededSteps.clear();
+      neededSteps.set(key, set);
+    }
+    return set;
+  };
+  return (inputs, training, outputs) =>
     tf.tidy(() => {
       const list = Array.isArray(inputs) ? inputs : [inputs];
       if (list.length !== inputSyms.length) {
@@ -137,14 +157,18 @@ function compile(model: tf.LayersModel): DirectForward | undefined {
         // As the Layers executor does: a feed of another dtype is cast to the input's.
         values.set(s.id, dtype != null && t.dtype !== dtype ? tf.cast(t, dtype) : t);
       });
+      // Only the steps the wanted outputs need (all of them when none are named): the others' outputs are not returned.
+      const needed = outputs && outputs.length < outputIds.length ? stepsFor(outputs) : undefined;
       const scope = activeReuse();
       const plan = scope && planFor(plans, scope, steps, outputIds, inputSyms.filter((_, i) => !constantInput(scope, list[i] as tf.Tensor)).map((sym) => sym.id));
       if (scope && plan) {
         for (const [id, t] of upstreamValues(scope, cacheKey, plan, list, training, values)) values.set(id, t);
-        if (plan.held) holdUse(scope, plan.held, values);
-        for (const step of plan.rest) step.run(values);
+        if (plan.held && (!needed || (plan.heldStep !== undefined && needed.has(plan.heldStep)))) holdUse(scope, plan.held, values);
+        for (const step of plan.rest) if (!needed || needed.has(step)) step.run(values);
       } else {
-        for (const step of steps) step.run(values);
+        for (const step of steps) if (!needed || needed.has(step)) step.run(values);
+        const cap = activeCapture();
+        if (cap && !needed) capture(cap, plans, steps, outputIds, inputSyms.map((sym) => sym.id), cacheKey, list, training, values);
       }
       return outputIds.map((id) => values.get(id) as tf.Tensor);
     });
@@ -188,15 +212,26 @@ interface ReusePlan {
   vars: LayerVariableLike[];
   /** In a holding scope: the one Dense step reading the variables, computed upstream with its output held. */
   held?: HeldStep;
+  heldStep?: CompiledStep;
 }
 
 interface ReuseEntry {
   values: Map<number, tf.Tensor>;
   /** Data of the inputs and of the upstream variables when the values were computed. */
   data: object[];
+  /** The plan whose frontier the values are. */
+  plan: ReusePlan;
 }
 
-interface ReuseScope {
+/** What a plan depends on: the differentiated variables and whether a Dense output is held. */
+interface PlanScope {
+  ids: Set<number>;
+  key: string;
+  hold: boolean;
+  firstTensorId: number;
+}
+
+interface ReuseScope extends PlanScope {
   /** Gradient depth of the passes this scope serves (that of `tf.variableGrads`' function). */
   depth: number;
   /** tf.Variable ids of the differentiated variables, and the same as a key. */
@@ -237,14 +272,20 @@ let reuse: ReuseScope | undefined;
  * counts as depending on them. Models without a direct forward pass (`model.apply`, hand-written Trainables) compute everything,
  * as before. What the scope holds is freed when it returns or throws; scopes nest.
  */
-export function reuseUpstream<T>(variables: readonly tf.Variable[], passes: () => T, options: { holdDense?: boolean } = {}): T {
+export function reuseUpstream<T>(variables: readonly tf.Variable[], passes: () => T, options: { holdDense?: boolean; upstream?: UpstreamCapture } = {}): T {
   const outer = reuse;
   const ids = new Set(variables.map((v) => v.id));
   const hold = options.holdDense === true;
   const scope: ReuseScope = {
-    depth: tf.engine().state.gradientDepth + 1, ids, key: `${hold ? "h" : ""}${[...ids].sort((a, b) => a - b).join(",")}`, firstTensorId: nextTensorId(),
+    depth: tf.engine().state.gradientDepth + 1, ids, key: scopeKey(ids, hold), firstTensorId: nextTensorId(),
     entries: new Map(), retired: [], hold, used: [], slopes: new Map(),
   };
+  // Values an earlier forward pass captured for the same variable set: the scope's from now on.
+  const from = options.upstream;
+  if (from instanceof Capture && from.key === scope.key && from.depth === scope.depth) {
+    for (const [model, byInputs] of from.entries) scope.entries.set(model, byInputs);
+    from.entries = new Map();
+  }
   reuse = scope;
   try {
     return passes();
@@ -258,6 +299,73 @@ export function reuseUpstream<T>(variables: readonly tf.Variable[], passes: () =
     scope.retired = [];
     scope.used = [];
   }
+}
+
+function scopeKey(ids: Set<number>, hold: boolean): string {
+  return `${hold ? "h" : ""}${[...ids].sort((a, b) => a - b).join(",")}`;
+}
+
+/**
+ * Upstream values kept from a forward pass (see {@link captureUpstream}) for a later
+ * {@link reuseUpstream} over the same variables; dispose it when done (a no-op once a scope took them).
+ */
+export interface UpstreamCapture {
+  dispose(): void;
+}
+
+class Capture implements UpstreamCapture, PlanScope {
+  entries = new Map<object, Map<string, ReuseEntry>>();
+  constructor(readonly ids: Set<number>, readonly key: string, readonly hold: boolean, readonly firstTensorId: number, readonly depth: number) {}
+  dispose(): void {
+    for (const byInputs of this.entries.values()) for (const e of byInputs.values()) tf.dispose([...e.values.values()]);
+    this.entries = new Map();
+  }
+}
+
+let capturing: Capture | undefined;
+
+function activeCapture(): Capture | undefined {
+  return capturing && !reuse && tf.engine().state.gradientDepth === capturing.depth ? capturing : undefined;
+}
+
+/**
+ * Run `f` (one gradient pass, e.g. a trainer's joint pass) and keep, from each direct forward pass
+ * it makes with all outputs, the values a {@link reuseUpstream} scope over `variables` (with the same
+ * `holdDense`) would compute upstream for the same inputs: passed to that scope as `upstream`, its
+ * passes skip those layers altogether. Why: GradNorm's norms are taken on the same parameters as the
+ * joint pass, which computed the trunk already. Values are checked as in a scope (same input tensors
+ * and variable data, same plan), so a stale or unused capture only costs memory until disposed.
+ * The caller disposes the capture (also when `f` throws, nothing is left).
+ */
+export function captureUpstream<T>(variables: readonly tf.Variable[], f: () => T, options: { holdDense?: boolean } = {}): { result: T; upstream: UpstreamCapture } {
+  const ids = new Set(variables.map((v) => v.id));
+  const hold = options.holdDense === true;
+  const cap = new Capture(ids, scopeKey(ids, hold), hold, nextTensorId(), tf.engine().state.gradientDepth + 1);
+  const outer = capturing;
+  capturing = cap;
+  try {
+    return { result: f(), upstream: cap };
+  } catch (e) {
+    cap.dispose();
+    throw e;
+  } finally {
+    capturing = outer;
+  }
+}
+
+/** Keep clones of the frontier values of a forward pass that computed every step, for a later scope. */
+function capture(
+  cap: Capture, plans: Map<string, ReusePlan | null>, steps: CompiledStep[], outputIds: number[], inputIds: number[], model: object, inputs: tf.Tensor[], training: boolean, values: Map<number, tf.Tensor>,
+): void {
+  const plan = planFor(plans, cap, steps, outputIds, inputIds.filter((_, i) => !constantInput(cap, inputs[i] as tf.Tensor)));
+  if (!plan) return;
+  const key = `${training ? 1 : 0}:${inputs.map((t) => t.id).join(",")}`;
+  let byInputs = cap.entries.get(model);
+  if (!byInputs) cap.entries.set(model, (byInputs = new Map()));
+  if (byInputs.has(key)) return;
+  const data = [...inputs.map((t) => t.dataId), ...plan.vars.map((v) => v.read().dataId)];
+  const kept = untaped(() => new Map(plan.frontier.map((id) => [id, tf.keep(tf.clone(values.get(id) as tf.Tensor))])));
+  byInputs.set(key, { values: kept, data, plan });
 }
 
 /** Number of upstream values held by the innermost open scope (undefined when none is open), for tests. */
@@ -277,7 +385,7 @@ function activeReuse(): ReuseScope | undefined {
  * from the variables inside a pass, as another model's output fed to this one would be), and not one
  * of the variables itself.
  */
-function constantInput(scope: ReuseScope, t: tf.Tensor): boolean {
+function constantInput(scope: PlanScope, t: tf.Tensor): boolean {
   return t.id < scope.firstTensorId && !scope.ids.has(t.id);
 }
 
@@ -295,7 +403,7 @@ function nextTensorId(): number {
  * The plan of `steps` for the scope's variables and the symbolic ids of the inputs that may depend
  * on them (memoised per both), or null when nothing is upstream.
  */
-function planFor(plans: Map<string, ReusePlan | null>, scope: ReuseScope, steps: CompiledStep[], outputIds: number[], varying: number[]): ReusePlan | null {
+function planFor(plans: Map<string, ReusePlan | null>, scope: PlanScope, steps: CompiledStep[], outputIds: number[], varying: number[]): ReusePlan | null {
   const key = `${scope.key}|${varying.join(",")}`;
   const known = plans.get(key);
   if (known !== undefined) return known;
@@ -327,6 +435,7 @@ function planFor(plans: Map<string, ReusePlan | null>, scope: ReuseScope, steps:
       // The layer's input is kept too (the kernel's gradient is Xᵀ·δ), and its output even if only a model output.
       for (const id of [h.xId, h.yId]) if (!frontier.includes(id)) frontier.push(id);
       plan.held = h;
+      plan.heldStep = held;
     }
   }
   // A trainer uses one or two variable sets; a caller cycling through many should not grow this.
@@ -341,7 +450,7 @@ function planFor(plans: Map<string, ReusePlan | null>, scope: ReuseScope, steps:
  * activation whose derivative {@link heldDenseGrads} knows from the output, and an input that does
  * not depend on the variables (else holding it would cut a path to them). Otherwise undefined.
  */
-function heldStep(scope: ReuseScope, steps: CompiledStep[], varying: number[]): CompiledStep | undefined {
+function heldStep(scope: PlanScope, steps: CompiledStep[], varying: number[]): CompiledStep | undefined {
   const readers = steps.filter((s) => s.vars.some((v) => scope.ids.has(v.read().id)));
   const step = readers[0];
   if (readers.length !== 1 || !step?.dense || !(step.dense.activation in SLOPES)) return undefined;
@@ -370,7 +479,7 @@ function upstreamValues(
   let byInputs = scope.entries.get(model);
   if (!byInputs) scope.entries.set(model, (byInputs = new Map()));
   const hit = byInputs.get(key);
-  if (hit && hit.data.every((d, i) => d === data[i]) && [...hit.values.values()].every((t) => !t.isDisposed)) return hit.values;
+  if (hit && hit.plan === plan && hit.data.every((d, i) => d === data[i]) && [...hit.values.values()].every((t) => !t.isDisposed)) return hit.values;
   const kept = untaped(() => {
     for (const step of plan.upstream) step.run(values);
     // Clones, kept: the step outputs belong to this call's tidy (or to a lookup cache, or are an
@@ -378,7 +487,7 @@ function upstreamValues(
     return new Map(plan.frontier.map((id) => [id, tf.keep(tf.clone(values.get(id) as tf.Tensor))]));
   });
   if (hit) scope.retired.push(...hit.values.values());
-  byInputs.set(key, { values: kept, data });
+  byInputs.set(key, { values: kept, data, plan });
   return kept;
 }
 

@@ -6,11 +6,12 @@ import { OptimizerGroups } from "./optimizer-groups.js";
 import { aggregate, aggregatorNames, aggregators, GradVac, type Aggregation, type AggregatorName } from "../aggregation/index.js";
 import { createWeighting, weightingNames, weightingRequirements, type Weighting, type WeightingRequirement } from "../weighting/index.js";
 import {
-  gradientMatrix, perTaskVariableGrads, representationGradients, resolveShared, unflatten,
+  captureForPerTask, gradientMatrix, perTaskVariableGrads, representationGradients, resolveShared, unflatten,
   type GradientMode, type SharedSelector,
 } from "./task-gradients.js";
 import { DiagnosticsRecorder, gradientNorms, type DiagnosticsTables, type GradientDiagnostics } from "./diagnostics.js";
 import { variableGradsShared } from "../layers/step-cache.js";
+import type { UpstreamCapture } from "./direct-forward.js";
 
 /** A loss weighting by registry name with its options (`numTasks` is filled in). */
 export interface WeightingSpec {
@@ -295,6 +296,11 @@ export class JointTrainer {
     });
   }
 
+  /** A forward pass for task i's own loss: only its output is needed (a direct forward pass computes only that). */
+  private taskForward(i: number, inputs: Inputs): Record<string, tf.Tensor> {
+    return this.model.forward(inputs, true, [(this.tasks[i] as ResolvedTask).output]);
+  }
+
   /** One task's loss from its own forward pass (for the per-task backward passes). */
   private taskLoss(i: number, outputs: Record<string, tf.Tensor>, labels: Record<string, tf.Tensor>, masks: Record<string, tf.Tensor> | undefined): tf.Scalar {
     const t = this.tasks[i] as ResolvedTask;
@@ -349,7 +355,7 @@ export class JointTrainer {
       }, T, this.tasks.map((t) => t.name));
     }
     const shared = this.shared as tf.Variable[];
-    const { grads, losses } = perTaskVariableGrads((i) => this.taskLoss(i, this.model.forward(inputs, true), labels, masks), T, shared);
+    const { grads, losses } = perTaskVariableGrads((i) => this.taskLoss(i, this.taskForward(i, inputs), labels, masks), T, shared);
     try {
       return { J: gradientMatrix(grads, shared), losses };
     } finally {
@@ -364,9 +370,9 @@ export class JointTrainer {
    * and copying it into nested JS arrays (for W5's 256x256 kernel that was about 15 ms a step). A
    * sum is non-finite exactly when a value is (float32 squares cannot overflow a double).
    */
-  private taskGradNorms(inputs: Inputs, labels: Record<string, tf.Tensor>, masks: Record<string, tf.Tensor> | undefined, stepNo: number): number[] {
+  private taskGradNorms(inputs: Inputs, labels: Record<string, tf.Tensor>, masks: Record<string, tf.Tensor> | undefined, stepNo: number, upstream?: UpstreamCapture): number[] {
     const shared = this.shared as tf.Variable[];
-    const per = perTaskVariableGrads((i) => this.taskLoss(i, this.model.forward(inputs, true), labels, masks), this.tasks.length, shared);
+    const per = perTaskVariableGrads((i) => this.taskLoss(i, this.taskForward(i, inputs), labels, masks), this.tasks.length, shared, upstream ? { upstream } : {});
     try {
       this.checkFinite(per.losses, stepNo);
       return per.grads.map((g, i) => {
@@ -391,8 +397,8 @@ export class JointTrainer {
    * One joint training step on a batch. Throws, before any update is applied, if a task's loss is
    * NaN or infinite, naming the step, the task and its last finite value.
    *
-   * With a weighting that needs gradient norms, or on a diagnostics step, T per-task passes come
-   * first; with an aggregator, the step is T per-task passes (plus one in representation mode).
+   * On a diagnostics step (or with norms in representation mode), T per-task passes come first;
+   * norms only (GradNorm, DB-MTL) are taken after the joint pass, before its update is applied; with an aggregator, the step is T per-task passes (plus one in representation mode).
    */
   step(inputs: Inputs, labels: Record<string, tf.Tensor>, masks?: Record<string, tf.Tensor>): StepResult {
     const rows = batchRows(inputs);
@@ -404,9 +410,10 @@ export class JointTrainer {
     const needsNorms = this.requirement?.needs.includes("gradNorms") ?? false;
     let unweightedNorms: number[] | undefined;
     let diagnostics: GradientDiagnostics | undefined;
-    if (needsNorms && !this.diagnosticsDue(stepNo) && this.mode === "parameters") {
-      unweightedNorms = this.taskGradNorms(inputs, labels, masks, stepNo);
-    } else if (needsNorms || this.diagnosticsDue(stepNo)) {
+    // Norms only (GradNorm, DB-MTL): taken after the joint pass, on the same parameters (nothing is
+    // applied before them), reusing the trunk values that pass computed (captureForPerTask).
+    const normsAfter = needsNorms && !this.diagnosticsDue(stepNo) && this.mode === "parameters";
+    if (!normsAfter && (needsNorms || this.diagnosticsDue(stepNo))) {
       const { J, losses } = this.jacobian(inputs, labels, masks);
       const rowsJ = J.arraySync();
       J.dispose();
@@ -428,9 +435,10 @@ export class JointTrainer {
     let kept: tf.Scalar[] = [];
     let penaltyT: tf.Scalar | undefined;
     let pass: { value: tf.Scalar; grads: tf.NamedTensorMap };
+    let upstream: UpstreamCapture | undefined;
     try {
       // Lookups of a table shared by several models are made once in this pass (step-cache.ts).
-      pass = variableGradsShared(() => {
+      const joint = () => variableGradsShared(() => {
         const l = this.taskLosses(inputs, labels, masks, true);
         kept = l.map((x) => tf.keep(x));
         // Read the losses mid-pass only when a weighting needs them to set this step's weights.
@@ -442,6 +450,8 @@ export class JointTrainer {
         penaltyT = tf.keep(p);
         return tf.add(weighted, p) as tf.Scalar;
       }, this.vars);
+      if (normsAfter && this.shared) ({ result: pass, upstream } = captureForPerTask(this.shared, joint));
+      else pass = joint();
     } catch (err) {
       tf.dispose(kept);
       penaltyT?.dispose();
@@ -455,6 +465,13 @@ export class JointTrainer {
     tf.dispose([...kept, value]);
     penaltyT?.dispose();
     try {
+      if (normsAfter) {
+        try {
+          unweightedNorms = this.taskGradNorms(inputs, labels, masks, stepNo, upstream);
+        } finally {
+          upstream?.dispose();
+        }
+      }
       this.checkFinite(values, stepNo);
       if (penalty !== undefined && !Number.isFinite(penalty)) throw new Error(`JointTrainer: the penalty is ${penalty} at step ${stepNo}; no update was applied.`);
       this.groups.apply(grads);

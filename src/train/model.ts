@@ -10,8 +10,11 @@ export type Inputs = tf.Tensor | tf.Tensor[] | Record<string, tf.Tensor>;
  * `tf.Variable`s.
  */
 export interface Trainable {
-  /** Named outputs for a batch. `training` switches dropout and similar layers. */
-  forward(inputs: Inputs, training: boolean): Record<string, tf.Tensor>;
+  /**
+   * Named outputs for a batch. `training` switches dropout and similar layers. `outputs`, when
+   * given, names the only outputs the caller reads (a task's own pass): the others may be left out.
+   */
+  forward(inputs: Inputs, training: boolean, outputs?: readonly string[]): Record<string, tf.Tensor>;
   /** Trainable variables, each listed once even when several models share it. */
   variables(): tf.Variable[];
   /** Output names, for error messages and task checks. */
@@ -59,16 +62,20 @@ function directEnabled(options?: TrainableOptions): boolean {
 function layersTrainable(model: tf.LayersModel, direct = false): Trainable {
   const fast = direct ? directForward(model) : undefined;
   return {
-    forward(inputs, training) {
+    forward(inputs, training, outputs) {
       const x = Array.isArray(inputs) || inputs instanceof tf.Tensor ? inputs : model.inputNames.map((n) => {
         const t = (inputs as Record<string, tf.Tensor>)[n];
         if (!t) throw new Error(`Model "${model.name}" needs the input "${n}"; got inputs ${Object.keys(inputs).join(", ")}.`);
         return t;
       });
-      const out = fast ? fast(x as tf.Tensor | tf.Tensor[], training) : (model.apply(x, { training }) as tf.Tensor | tf.Tensor[]);
+      // A direct forward pass computes only the layers the wanted outputs need.
+      const wanted = fast && outputs ? model.outputNames.flatMap((n, i) => (outputs.includes(n) ? [i] : [])) : undefined;
+      const out = fast ? fast(x as tf.Tensor | tf.Tensor[], training, wanted) : (model.apply(x, { training }) as tf.Tensor | tf.Tensor[]);
       const list = Array.isArray(out) ? out : [out];
       const named: Record<string, tf.Tensor> = {};
-      model.outputNames.forEach((n, i) => (named[n] = list[i] as tf.Tensor));
+      model.outputNames.forEach((n, i) => {
+        if (!wanted || wanted.includes(i)) named[n] = list[i] as tf.Tensor;
+      });
       return named;
     },
     variables: () => uniqueVariables(modelVariables(model)),

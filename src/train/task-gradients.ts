@@ -18,7 +18,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { variableGradsShared, withLookupCache } from "../layers/step-cache.js";
-import { heldDenseGrads, reuseUpstream, takeHeldDense } from "./direct-forward.js";
+import { captureUpstream, heldDenseGrads, reuseUpstream, takeHeldDense, type UpstreamCapture } from "./direct-forward.js";
 
 /** Shared parameters: variables, a layer or model (its trainable weights), or a list of either. */
 export type SharedSelector = tf.Variable | tf.layers.Layer | readonly (tf.Variable | tf.layers.Layer)[];
@@ -56,12 +56,13 @@ export interface PerTaskGrads {
  * `variables`. Variables a task's loss does not reach get zeros, so every map has every variable.
  * The caller owns (and disposes) the gradient tensors.
  */
-export function perTaskVariableGrads(loss: (task: number) => tf.Scalar, numTasks: number, variables: readonly tf.Variable[]): PerTaskGrads {
+export function perTaskVariableGrads(
+  loss: (task: number) => tf.Scalar, numTasks: number, variables: readonly tf.Variable[], options: { upstream?: UpstreamCapture } = {},
+): PerTaskGrads {
   if (variables.length === 0) throw new Error("perTaskVariableGrads: the variable set is empty.");
   const grads: tf.NamedTensorMap[] = [];
   const losses: number[] = [];
-  // Non-trainable variables get variableGrads' treatment (no gradient), which the held pass does not give.
-  const hold = heldDenseEnabled && variables.every((v) => v.trainable);
+  const hold = holds(variables);
   try {
     // Layers that read none of the variables, directly or through their inputs, give the same values
     // in every task's pass: in a direct forward pass they are computed once for all T (reuseUpstream).
@@ -79,12 +80,27 @@ export function perTaskVariableGrads(loss: (task: number) => tf.Scalar, numTasks
         for (const v of variables) g[v.name] ??= tf.zerosLike(v);
         grads.push(g);
       }
-    }, { holdDense: hold });
+    }, { holdDense: hold, ...(options.upstream ? { upstream: options.upstream } : {}) });
   } catch (e) {
     grads.forEach((g) => tf.dispose(g));
     throw e;
   }
   return { grads, losses };
+}
+
+/** Non-trainable variables get variableGrads' treatment (no gradient), which the held pass does not give. */
+function holds(variables: readonly tf.Variable[]): boolean {
+  return heldDenseEnabled && variables.every((v) => v.trainable);
+}
+
+/**
+ * Run `f` (a gradient pass on the same inputs and variable values, e.g. a trainer's joint pass)
+ * and keep what its direct forward passes computed that a later {@link perTaskVariableGrads} over
+ * `variables` would compute again (the layers before the shared ones, and with a held Dense layer
+ * that layer too): pass `upstream` to it, then dispose it (also if it was not used).
+ */
+export function captureForPerTask<T>(variables: readonly tf.Variable[], f: () => T): { result: T; upstream: UpstreamCapture } {
+  return captureUpstream(variables, f, { holdDense: holds(variables) });
 }
 
 /**
