@@ -8,7 +8,8 @@
  *   node --import tsx bench/run.ts [--only W1,W3] [--quick] [--no-torch] [--no-ensemble]
  *
  * Each workload runs in its own child process (`--child W1`) so that its peak RSS and tensor counts
- * are its own, and the processes run one after another so they do not compete for the CPU. Within a
+ * are its own, and the processes run one after another so they do not compete for the CPU; PyTorch's
+ * run of the same workload follows each one directly, so both see the same load. Within a
  * workload the forms alternate repetition by repetition, so load from other processes on a shared
  * machine hits them alike. ms/step is the median over repetitions of (block time / steps in block).
  */
@@ -275,6 +276,17 @@ function runTorch(only: WorkloadId[]): { out?: TorchOutput; python?: string; mes
   return { python, out: JSON.parse(last) as TorchOutput };
 }
 
+/** One TorchOutput from the per-workload runs (the first failure or absence wins, with its message). */
+function mergeTorch(parts: { out?: TorchOutput; python?: string; message?: string }[]): { out?: TorchOutput; python?: string; message?: string } {
+  const failed = parts.find((p) => p.out === undefined);
+  if (failed) return failed;
+  const outs = parts.map((p) => p.out as TorchOutput);
+  if (outs.length === 0) return { message: "no workloads run: torch columns skipped." };
+  const runs: Record<string, Record<string, number>> = {};
+  for (const o of outs) for (const [threads, byName] of Object.entries(o.runs)) Object.assign((runs[threads] ??= {}), byName);
+  return { python: parts[0]?.python, out: { ...(outs[0] as TorchOutput), runs } };
+}
+
 function runChild(id: WorkloadId): ChildResult {
   const args = [...process.execArgv, fileURLToPath(import.meta.url), "--child", id, ...(QUICK ? ["--quick"] : [])];
   const r = spawnSync(process.execPath, args, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], timeout: 300_000, cwd: ROOT });
@@ -305,10 +317,14 @@ async function parent(): Promise<void> {
   const wasmVersion = (require("@tensorflow/tfjs-backend-wasm/package.json") as { version: string }).version;
   console.log(`jointly bench: ${only.join(", ")}${QUICK ? " (quick)" : ""}; load average ${loadStart.map((l) => l.toFixed(2)).join(" ")}`);
 
+  // PyTorch runs right after jointly on each workload, not in a phase of its own: on a shared machine
+  // the load changes over a run, and the ratios should compare times taken under the same load.
+  const torchParts: { out?: TorchOutput; python?: string; message?: string }[] = [];
   const results: ChildResult[] = [];
   for (const id of only) {
     const c = runChild(id);
     results.push(c);
+    if (!flag("--no-torch") && !torchParts.some((p) => p.out === undefined)) torchParts.push(runTorch([id]));
     const f = c.forms;
     console.log(
       `${id} ${c.title}: jointly ${fmt(f.jointly?.ms, 2)} | fused ${fmt(f.fused?.ms, 2)} | raw ${fmt(f.raw?.ms, 2)}${f.ensemble ? ` | ensemble ${fmt(f.ensemble.ms, 2)}` : ""}` +
@@ -317,7 +333,7 @@ async function parent(): Promise<void> {
     );
   }
 
-  const torch = flag("--no-torch") ? { message: "--no-torch given: torch columns skipped." } : runTorch(only);
+  const torch = flag("--no-torch") ? { message: "--no-torch given: torch columns skipped." } : mergeTorch(torchParts);
   if (torch.message) console.log(torch.message);
   const t = torch.out;
   const mtKey = t ? String(Math.max(t.default_threads, t.cpu_count)) : undefined;
