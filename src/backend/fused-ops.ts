@@ -25,6 +25,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { activeNative, type NativeKernels } from "./native.js";
+import { byteOffset, prod, type WasmBackend } from "./wasm-internals.js";
 
 const BACKEND = "wasm";
 const DENSE = "JointlyDense";
@@ -42,27 +43,11 @@ export type FusedActivation = keyof typeof ACTIVATION;
 const KIND = { softmaxCrossEntropy: 0, mse: 1, binaryCrossEntropy: 2, softmaxCrossEntropyRows: 3 } as const;
 export type FusedLossName = keyof typeof KIND;
 
-interface WasmBackend {
-  wasm: { HEAPU8: Uint8Array };
-  dataIdMap: { get(dataId: object): { memoryOffset: number | null } | undefined };
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  disposeData(dataId: object): boolean;
-  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
-}
-
-function off(backend: WasmBackend, t: tf.TensorInfo): number {
-  const o = backend.dataIdMap.get(t.dataId)?.memoryOffset;
-  if (o == null) throw new Error("jointly fused ops: a tensor has no wasm memory");
-  return o;
-}
-
 function native(): NativeKernels {
   const n = activeNative();
   if (n === undefined) throw new Error("jointly fused ops: the native addon is not loaded (these kernels run only with it)");
   return n;
 }
-
-const prod = (dims: readonly number[]): number => dims.reduce((p, d) => p * d, 1);
 
 // ----- kernels ---------------------------------------------------------------------------------
 
@@ -82,7 +67,7 @@ function actGradKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAt
   const { dy, y } = args.inputs as { dy: tf.TensorInfo; y: tf.TensorInfo };
   const out = backend.makeOutput(y.shape.slice(), "float32");
   const code = ACTIVATION[(args.attrs as { activation: FusedActivation }).activation];
-  native().actGrad(backend.wasm.HEAPU8.buffer, prod(y.shape), code, off(backend, dy), off(backend, y), off(backend, out));
+  native().actGrad(backend.wasm.HEAPU8.buffer, prod(y.shape), code, byteOffset(backend, dy), byteOffset(backend, y), byteOffset(backend, out));
   return out;
 }
 
@@ -103,7 +88,7 @@ function lossKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrM
   const { kind, mean } = args.attrs as unknown as LossAttrs;
   const { n, cols } = rowsOf(pred);
   const out = backend.makeOutput(mean ? [] : [n], "float32");
-  const bad = native().lossForward(backend.wasm.HEAPU8.buffer, KIND[kind], n, cols, off(backend, pred), off(backend, labels), labels.dtype === "float32" ? 1 : 0, off(backend, out), mean ? 1 : 0);
+  const bad = native().lossForward(backend.wasm.HEAPU8.buffer, KIND[kind], n, cols, byteOffset(backend, pred), byteOffset(backend, labels), labels.dtype === "float32" ? 1 : 0, byteOffset(backend, out), mean ? 1 : 0);
   if (bad >= 0) {
     const value = backend.typedArrayFromHeap(labels)[bad];
     backend.disposeData(out.dataId);
@@ -119,8 +104,8 @@ function lossGradKernel(args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedA
   const { n, cols } = rowsOf(pred);
   const out = backend.makeOutput(wrtLabels ? labels.shape.slice() : pred.shape.slice(), "float32");
   native().lossBackward(
-    backend.wasm.HEAPU8.buffer, KIND[kind], n, cols, off(backend, pred), off(backend, labels), labels.dtype === "float32" ? 1 : 0,
-    off(backend, dy), mean ? 1 : 0, off(backend, out), wrtLabels ? 1 : 0,
+    backend.wasm.HEAPU8.buffer, KIND[kind], n, cols, byteOffset(backend, pred), byteOffset(backend, labels), labels.dtype === "float32" ? 1 : 0,
+    byteOffset(backend, dy), mean ? 1 : 0, byteOffset(backend, out), wrtLabels ? 1 : 0,
   );
   return out;
 }

@@ -39,30 +39,12 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { activeNative } from "./native.js";
+import type { WasmBackend } from "./wasm-internals.js";
 
 /** A named tensor as optimizers take and return them (tfjs-core's `NamedTensor`, not re-exported by tfjs). */
 export type NamedTensor = { name: string; tensor: tf.Tensor };
 
 const fround = Math.fround;
-
-/** What the wasm backend keeps per data id. */
-interface WasmData {
-  /** The id the C++ side knows the buffer by (also the key of XNNPACK's cached operators). */
-  id: number;
-  memoryOffset: number | null;
-  dtype: tf.DataType;
-  refCount: number;
-}
-
-/** The parts of `BackendWasm` used here (the package does not export a type we can rely on). */
-interface WasmBackend {
-  wasm: {
-    HEAPU8: Uint8Array;
-    tfjs: { registerTensor(id: number, size: number, memoryOffset: number): void; disposeData(id: number): void };
-  };
-  dataIdMap: { get(dataId: object): WasmData | undefined };
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-}
 
 // One whole-heap float view per backend, rebuilt only when the wasm memory grows (its buffer changes).
 const heapViews = new WeakMap<object, Float32Array>();

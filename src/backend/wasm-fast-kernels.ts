@@ -28,21 +28,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { activeNative } from "./native.js";
-
-interface WasmBackend {
-  wasm: { HEAPU8: Uint8Array };
-  dataIdMap: { get(dataId: object): { memoryOffset: number | null } | undefined };
-  incRef(dataId: object): void;
-  disposeData(dataId: object): boolean;
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
-}
-
-function prod(dims: readonly number[]): number {
-  let p = 1;
-  for (const d of dims) p *= d;
-  return p;
-}
+import { byteOffset, prod, type WasmBackend } from "./wasm-internals.js";
 
 function makeIdentity(stock: tf.KernelFunc): tf.KernelFunc {
   return (args) => {
@@ -101,13 +87,6 @@ function makeSum(stock: tf.KernelFunc): tf.KernelFunc {
   };
 }
 
-/** Byte offset of a tensor's data in the wasm heap. */
-function offsetOf(backend: WasmBackend, info: tf.TensorInfo): number {
-  const off = backend.dataIdMap.get(info.dataId)?.memoryOffset;
-  if (off == null) throw new Error("wasm fast kernels: a tensor has no wasm memory");
-  return off;
-}
-
 /** float32 and int32: the 4-byte types the native copies handle. */
 const fourBytes = (dtype: tf.DataType): boolean => dtype === "float32" || dtype === "int32";
 
@@ -136,7 +115,7 @@ function makeGather(stock: tf.KernelFunc): tf.KernelFunc {
     const n = prod(indices.shape);
     const out = backend.makeOutput([...indices.shape, ...x.shape.slice(1)], x.dtype);
     if (n === 0 || rowElems === 0) return out;
-    const bad = native.gatherRows(backend.wasm.HEAPU8.buffer, n, rowElems, x.shape[0]!, offsetOf(backend, x), offsetOf(backend, indices), offsetOf(backend, out));
+    const bad = native.gatherRows(backend.wasm.HEAPU8.buffer, n, rowElems, x.shape[0]!, byteOffset(backend, x), byteOffset(backend, indices), byteOffset(backend, out));
     if (bad >= 0) {
       const value = (backend.typedArrayFromHeap(indices) as Int32Array)[bad];
       // No tensor was made from `out` yet: free its buffer directly.
@@ -164,12 +143,12 @@ function makeConcat(stock: tf.KernelFunc): tf.KernelFunc {
     const rows = prod(outShape.slice(0, axis));
     const width = prod(outShape.slice(axis));
     if (rows === 0 || width === 0) return out;
-    const dst = offsetOf(backend, out);
+    const dst = byteOffset(backend, out);
     const heap = backend.wasm.HEAPU8.buffer;
     let col = 0;
     for (const t of inputs) {
       const w = prod(t.shape.slice(axis));
-      if (w > 0) native.copy2d(heap, rows, w, offsetOf(backend, t), w, dst + col * 4, width);
+      if (w > 0) native.copy2d(heap, rows, w, byteOffset(backend, t), w, dst + col * 4, width);
       col += w;
     }
     return out;
@@ -191,11 +170,11 @@ function makeSplitV(stock: tf.KernelFunc): tf.KernelFunc {
     const outs = sizes.map((s) => backend.makeOutput(x.shape.map((d, i) => (i === axis ? s : d)), x.dtype));
     // Fetched after every makeOutput: an allocation may replace the heap's buffer.
     const heap = backend.wasm.HEAPU8.buffer;
-    const src = offsetOf(backend, x);
+    const src = byteOffset(backend, x);
     let col = 0;
     sizes.forEach((s, i) => {
       const w = s * inner;
-      if (rows > 0 && w > 0) native.copy2d(heap, rows, w, src + col * 4, width, offsetOf(backend, outs[i]!), w);
+      if (rows > 0 && w > 0) native.copy2d(heap, rows, w, src + col * 4, width, byteOffset(backend, outs[i]!), w);
       col += w;
     });
     return outs;

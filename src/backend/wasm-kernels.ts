@@ -23,22 +23,10 @@
  * 4.x but not public API.
  */
 import * as tf from "@tensorflow/tfjs";
-
-/** The parts of `BackendWasm` the kernels use (the package does not export a type we can rely on). */
-interface WasmBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
-}
+import { prod, type WasmBackend } from "./wasm-internals.js";
 
 const BACKEND = "wasm";
 const SEGMENT_SUM = "UnsortedSegmentSum";
-
-/** Product of a list of dimensions (1 for an empty list). */
-function prod(dims: readonly number[]): number {
-  let p = 1;
-  for (const d of dims) p *= d;
-  return p;
-}
 
 /** Checks the inputs as the cpu kernel effectively requires, with errors that name the bad value. */
 function checkSegmentSumArgs(x: tf.TensorInfo, ids: tf.TensorInfo, numSegments: unknown): number {

@@ -31,34 +31,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { activeNative, type NativeKernels } from "./native.js";
-
-/** The parts of the emscripten module the override calls into. */
-interface WasmModule {
-  HEAPU8: Uint8Array;
-  cwrap(name: string, returnType: null, argTypes: string[]): (...args: unknown[]) => void;
-  tfjs: {
-    registerTensor(id: number, size: number, memoryOffset: number): void;
-    disposeData(id: number): void;
-  };
-}
-
-/** What the wasm backend keeps per data id. */
-interface WasmTensorData {
-  id: number;
-  memoryOffset: number;
-  shape: number[];
-  dtype: tf.DataType;
-}
-
-/** The parts of `BackendWasm` the override uses (not exported by the package as a type we can rely on). */
-interface WasmBackend {
-  wasm: WasmModule;
-  dataIdNextNumber: number;
-  dataIdMap: { get(dataId: object): WasmTensorData | undefined };
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  disposeData(dataId: object, force?: boolean): boolean;
-  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
-}
+import { byteOffset, dataOf, prod, type WasmBackend, type WasmTensorData } from "./wasm-internals.js";
 
 type FusedMatMulFn = (
   aId: number,
@@ -113,19 +86,6 @@ function wasmFns(backend: WasmBackend): WasmFns {
 
 function shapeBytes(shape: number[]): Uint8Array {
   return new Uint8Array(new Int32Array(shape).buffer);
-}
-
-function dataOf(backend: WasmBackend, info: tf.TensorInfo): WasmTensorData {
-  const d = backend.dataIdMap.get(info.dataId);
-  if (d === undefined) throw new Error("wasm-matmul: tensor is not on the wasm backend");
-  return d;
-}
-
-/** Product of a list of dimensions (1 for an empty list). */
-function prod(dims: number[]): number {
-  let p = 1;
-  for (const d of dims) p *= d;
-  return p;
 }
 
 /** Broadcast batch shape of two batch-dimension lists (numpy rules), or throws like tfjs does. */
@@ -231,6 +191,7 @@ function fastMatMul(
   const views: number[] = [];
   const view = (base: WasmTensorData, elementOffset: number, size: number): number => {
     const id = backend.dataIdNextNumber++;
+    if (base.memoryOffset == null) throw new Error("wasm-matmul: an operand has no wasm memory");
     backend.wasm.tfjs.registerTensor(id, size, base.memoryOffset + elementOffset * 4);
     views.push(id);
     return id;
@@ -340,11 +301,6 @@ interface Dims {
   bBatchDims: number[];
   outBatchDims: number[];
   batch: number;
-}
-
-/** Byte offset of a tensor's data in the wasm heap. */
-function byteOffset(backend: WasmBackend, info: tf.TensorInfo): number {
-  return dataOf(backend, info).memoryOffset;
 }
 
 /**

@@ -1,0 +1,60 @@
+/**
+ * The parts of @tensorflow/tfjs-backend-wasm's `BackendWasm` that jointly's kernels use, in one place.
+ *
+ * The package does not export a type we can rely on, and these members (`dataIdMap`, `makeOutput`,
+ * the emscripten module's heap and `tfjs.registerTensor` / `tfjs.disposeData`) are stable in 4.x but
+ * not public API; every kernel file of src/backend/ reaches them through this interface.
+ */
+import type * as tf from "@tensorflow/tfjs";
+
+/** What the wasm backend keeps per data id. */
+export interface WasmTensorData {
+  /** The id the C++ side knows the buffer by (also the key of XNNPACK's cached operators). */
+  id: number;
+  /** Byte offset in the heap; null for string tensors, which live outside it. */
+  memoryOffset: number | null;
+  shape: number[];
+  dtype: tf.DataType;
+  refCount: number;
+}
+
+/** The emscripten module behind the backend. */
+export interface WasmModule {
+  HEAPU8: Uint8Array;
+  cwrap(name: string, returnType: null, argTypes: string[]): (...args: unknown[]) => void;
+  tfjs: {
+    registerTensor(id: number, size: number, memoryOffset: number): void;
+    disposeData(id: number): void;
+  };
+}
+
+export interface WasmBackend {
+  wasm: WasmModule;
+  dataIdNextNumber: number;
+  dataIdMap: { get(dataId: object): WasmTensorData | undefined };
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  disposeData(dataId: object, force?: boolean): boolean;
+  incRef(dataId: object): void;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+/** Product of a list of dimensions (1 for an empty list). */
+export function prod(dims: readonly number[]): number {
+  let p = 1;
+  for (const d of dims) p *= d;
+  return p;
+}
+
+/** The backend's record of a tensor's data; throws if the tensor is not on this wasm backend. */
+export function dataOf(backend: WasmBackend, info: tf.TensorInfo): WasmTensorData {
+  const d = backend.dataIdMap.get(info.dataId);
+  if (d === undefined) throw new Error("jointly wasm kernels: a tensor is not on the wasm backend");
+  return d;
+}
+
+/** Byte offset of a tensor's data in the wasm heap; throws if it has none. */
+export function byteOffset(backend: WasmBackend, info: tf.TensorInfo): number {
+  const off = dataOf(backend, info).memoryOffset;
+  if (off == null) throw new Error(`jointly wasm kernels: a ${info.dtype} tensor of shape [${info.shape}] has no wasm memory`);
+  return off;
+}
