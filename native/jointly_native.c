@@ -116,39 +116,11 @@ static void activate(float *c, size_t n, int act, float alpha) {
 
 /* Widths up to which narrow_gemm's loops beat sgemm (a head's 1 or 2 outputs; measured, see below). */
 #define NARROW 4
-#define NARROW_SCRATCH (1 << 16)
 
-/*
- * Products with one side only a few wide: a head's forward pass (N <= 4), its weight gradient
- * (transA, N <= 4) and the gradient into its input (K <= 4). sgemm packs and blocks for large
- * products and runs these at 3-5 GFLOP/s (0.4 ms for a 1024x512x1 product in bench W2); these are
- * memory-bound loops that read each big operand once, 4-10x faster. The order of additions
- * differs from sgemm's, so results differ from it by rounding only. C = op(A) op(B) + beta C.
- * Returns 0 (nothing done) when the shape is not one of these cases or a scratch buffer is too small.
- */
-static int narrow_gemm_into(float *scratch, int transA, int transB, size_t m, size_t n, size_t k, const float *A, const float *B, float beta, float *C);
-
-static int narrow_gemm(int transA, int transB, int M, int N, int K, const float *A, const float *B, float beta, float *C) {
-  const size_t m = (size_t)M, n = (size_t)N, k = (size_t)K;
-  /* Per call, not static: worker threads of one process share this library. */
-  float scratch_[NARROW_SCRATCH / 16];
-  float *scratch = scratch_;
-  float *heap_scratch = NULL;
-  const size_t need = n * k > n * m ? n * k : n * m;
-  if (need > NARROW_SCRATCH / 16 && need <= NARROW_SCRATCH) {
-    heap_scratch = (float *)malloc(sizeof(float) * NARROW_SCRATCH);
-    if (heap_scratch == NULL) return 0;
-    scratch = heap_scratch;
-  }
-  const int done = narrow_gemm_into(scratch, transA, transB, m, n, k, A, B, beta, C);
-  free(heap_scratch);
-  return done;
-}
-
-static int narrow_gemm_into(float *scratch, int transA, int transB, size_t m, size_t n, size_t k, const float *A, const float *B, float beta, float *C) {
-  const int M = (int)m, N = (int)n, K = (int)k;
-  (void)M;
-  if (N <= NARROW && !transA && n * k <= NARROW_SCRATCH) {
+/* The loops of narrow_gemm; `scratch` holds the narrow operand rearranged (n*k floats, n*m for transA). */
+static void narrow_gemm_into(float *scratch, int transA, int transB, size_t m, size_t n, size_t k, const float *A, const float *B, float beta, float *C) {
+  const int N = (int)n;
+  if (N <= NARROW && !transA) {
     /* Rows of op(B) columns made contiguous, then one dot product per output. */
     float *bt = scratch;
     for (size_t c = 0; c < n; c++)
@@ -167,9 +139,9 @@ static int narrow_gemm_into(float *scratch, int transA, int transB, size_t m, si
         C[i * n + c] = beta == 0.0f ? acc : C[i * n + c] + acc;
       }
     }
-    return 1;
+    return;
   }
-  if (N <= NARROW && transA && n * m <= NARROW_SCRATCH) {
+  if (N <= NARROW && transA) {
     /* A is [K, M]: accumulate each column of C as a sum of rows of A scaled by B's entries. */
     float *ct = scratch;
     memset(ct, 0, sizeof(float) * n * m);
@@ -183,26 +155,44 @@ static int narrow_gemm_into(float *scratch, int transA, int transB, size_t m, si
     }
     for (size_t i = 0; i < m; i++)
       for (size_t c = 0; c < n; c++) C[i * n + c] = beta == 0.0f ? ct[c * m + i] : C[i * n + c] + ct[c * m + i];
-    return 1;
+    return;
   }
-  if (K <= NARROW && k * n <= NARROW_SCRATCH) {
-    /* Outer-product-like: each row of C is a combination of K rows of op(B). */
-    float *bk = scratch;
-    for (size_t r = 0; r < k; r++)
-      for (size_t j = 0; j < n; j++) bk[r * n + j] = transB ? B[j * k + r] : B[r * n + j];
-    for (size_t i = 0; i < m; i++) {
-      float *c = C + i * n;
-      if (beta == 0.0f) memset(c, 0, sizeof(float) * n);
-      for (size_t r = 0; r < k; r++) {
-        const float a = transA ? A[r * m + i] : A[i * k + r];
-        const float *b = bk + r * n;
-        for (size_t j = 0; j < n; j++) c[j] += a * b[j];
-      }
+  /* K narrow, outer-product-like: each row of C is a combination of K rows of op(B). */
+  float *bk = scratch;
+  for (size_t r = 0; r < k; r++)
+    for (size_t j = 0; j < n; j++) bk[r * n + j] = transB ? B[j * k + r] : B[r * n + j];
+  for (size_t i = 0; i < m; i++) {
+    float *c = C + i * n;
+    if (beta == 0.0f) memset(c, 0, sizeof(float) * n);
+    for (size_t r = 0; r < k; r++) {
+      const float a = transA ? A[r * m + i] : A[i * k + r];
+      const float *b = bk + r * n;
+      for (size_t j = 0; j < n; j++) c[j] += a * b[j];
     }
-    return 1;
   }
-  return 0;
 }
+
+/*
+ * Products with one side only a few wide: a head's forward pass (N <= 4), its weight gradient
+ * (transA, N <= 4) and the gradient into its input (K <= 4). sgemm packs and blocks for large
+ * products and runs these at 3-5 GFLOP/s (0.4 ms for a 1024x512x1 product in bench W2); these are
+ * memory-bound loops that read each big operand once, 4-10x faster. The order of additions
+ * differs from sgemm's, so results differ from it by rounding only. C = op(A) op(B) + beta C.
+ * Returns 0 (nothing done) when the shape is not one of these cases, or the scratch copy of the
+ * narrow operand cannot be allocated (then sgemm runs).
+ */
+static int narrow_gemm(int transA, int transB, int M, int N, int K, const float *A, const float *B, float beta, float *C) {
+  const size_t m = (size_t)M, n = (size_t)N, k = (size_t)K;
+  const int narrow_out = N <= NARROW, narrow_inner = K <= NARROW;
+  if (!narrow_out && !narrow_inner) return 0;
+  /* Allocated per call, not static: worker threads of one process share this library. */
+  float *scratch = (float *)malloc(sizeof(float) * n * (narrow_out && transA ? m : k) + sizeof(float));
+  if (scratch == NULL) return 0;
+  narrow_gemm_into(scratch, transA, transB, m, n, k, A, B, beta, C);
+  free(scratch);
+  return 1;
+}
+
 
 /*
  * gemm(heap, batch, M, N, K, transA, transB, aOff, aStride, bOff, bStride, cOff, biasOff, biasSize, act, alpha)
@@ -470,6 +460,16 @@ static napi_value ActGrad(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* A row's maximum and its sum of exp(z - max): softmax(z)_j = exp(z_j - max) / sum, logsumexp = log(sum) + max. */
+static double exp_sum(const float *row, size_t cols, float *mx_out) {
+  float mx = row[0];
+  for (size_t j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
+  double se = 0;
+  for (size_t j = 0; j < cols; j++) se += exp((double)row[j] - mx);
+  *mx_out = mx;
+  return se;
+}
+
 /* Reads label i as a class id; -1 when it is not an integer in [0, classes). */
 static long class_id(const char *labels, int is_float, size_t i, int classes) {
   double v = is_float ? (double)((const float *)labels)[i] : (double)((const int32_t *)labels)[i];
@@ -517,17 +517,13 @@ static napi_value LossForward(napi_env env, napi_callback_info info) {
         CHECK(napi_create_double(env, (double)i, &result));
         return result;
       }
-      float mx = row[0];
-      for (size_t j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
-      double se = 0;
-      for (size_t j = 0; j < cols; j++) se += exp((double)row[j] - mx);
+      float mx;
+      const double se = exp_sum(row, cols, &mx);
       loss = log(se) + mx - row[c];
     } else if (kind == LOSS_SOFTMAX_CE_ROWS) {
       const float *t = (const float *)labels + i * cols;
-      float mx = row[0];
-      for (size_t j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
-      double se = 0;
-      for (size_t j = 0; j < cols; j++) se += exp((double)row[j] - mx);
+      float mx;
+      const double se = exp_sum(row, cols, &mx);
       const double lse = log(se) + mx;
       for (size_t j = 0; j < cols; j++) loss += (double)t[j] * (lse - row[j]);
     } else if (kind == LOSS_MSE) {
@@ -585,20 +581,15 @@ static napi_value LossBackward(napi_env env, napi_callback_info info) {
     const double d = dy_scalar ? dy[0] * inv_n : dy[i];
     if (kind == LOSS_SOFTMAX_CE) {
       const long c = class_id(labels, label_float, i, (int)cols);
-      float mx = row[0];
-      for (size_t j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
-      double se = 0;
-      for (size_t j = 0; j < cols; j++) se += exp((double)row[j] - mx);
+      float mx;
+      const double se = exp_sum(row, cols, &mx);
       for (size_t j = 0; j < cols; j++) g[j] = (float)(d * (exp((double)row[j] - mx) / se - ((long)j == c ? 1.0 : 0.0)));
     } else if (kind == LOSS_SOFTMAX_CE_ROWS) {
       const float *t = (const float *)labels + i * cols;
-      float mx = row[0];
-      for (size_t j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
-      double se = 0, tsum = 0;
-      for (size_t j = 0; j < cols; j++) {
-        se += exp((double)row[j] - mx);
-        tsum += t[j];
-      }
+      float mx;
+      const double se = exp_sum(row, cols, &mx);
+      double tsum = 0;
+      for (size_t j = 0; j < cols; j++) tsum += t[j];
       const double lse = log(se) + mx;
       for (size_t j = 0; j < cols; j++)
         g[j] = (float)(wrt_labels ? d * (lse - row[j]) : d * (exp((double)row[j] - mx) / se * tsum - t[j]));
