@@ -184,6 +184,16 @@ export function fusedOpsActive(): boolean {
 }
 
 /**
+ * The gradient through a fusable activation from its output `y`, `dy ⊙ act'(y)`, as the one kernel
+ * the fused Dense gradient uses (so the same numbers), or `undefined` when the fused ops are not
+ * active or the activation is not one of {@link FusedActivation}.
+ */
+export function fusedActivationGrad(dy: tf.Tensor, y: tf.Tensor, activation: string): tf.Tensor | undefined {
+  if (!fusedOpsActive() || !(activation in ACTIVATION) || dy.dtype !== "float32" || y.dtype !== "float32") return undefined;
+  return tf.engine().runKernel(ACT_GRAD, { dy, y }, { activation }) as tf.Tensor;
+}
+
+/**
  * `activation(x · kernel + bias)` as one fused op with a 4-op gradient, or `undefined` when the fused
  * ops are not active or the arguments are not the plain case (rank-2 float32 x and kernel, rank-1
  * bias of the kernel's width, an activation listed in {@link FusedActivation}).

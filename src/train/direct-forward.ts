@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { TableEmbedding } from "../layers/embedding.js";
-import { fusedDense, fusedOpsActive } from "../backend/fused-ops.js";
+import { fusedActivationGrad, fusedDense } from "../backend/fused-ops.js";
 
 /**
  * A direct forward pass for simple Layers models, bypassing tfjs-layers' graph executor (about a
@@ -544,14 +544,16 @@ const SLOPES: Record<string, ((y: tf.Tensor) => tf.Tensor) | null> = {
 export function heldDenseGrads(h: HeldDense, dy: tf.Tensor, withBias: boolean): { kernel: tf.Tensor; bias?: tf.Tensor } {
   const slope = SLOPES[h.activation];
   if (slope === undefined) throw new Error(`heldDenseGrads: no derivative for the activation "${h.activation}".`);
-  if (slope && fusedOpsActive() && dy.dtype === "float32") {
-    // On wasm with the addon: the fused Dense gradient's own derivative kernel (fused-ops.ts), one
-    // pass over dy and Y, and the very numbers the recomputing passes' fused Dense gradient gives.
-    return tf.tidy(() => {
-      const delta = tf.engine().runKernel("JointlyActGrad", { dy, y: h.output }, { activation: h.activation }) as tf.Tensor2D;
+  if (slope) {
+    // On wasm with the addon: the fused Dense gradient's own derivative kernel, one pass over dy and
+    // Y, and the very numbers the recomputing passes' fused Dense gradient gives.
+    const fused = tf.tidy(() => {
+      const delta = fusedActivationGrad(dy, h.output, h.activation) as tf.Tensor2D | undefined;
+      if (delta === undefined) return undefined;
       const kernel = tf.matMul(h.input as tf.Tensor2D, delta, true, false);
       return withBias ? { kernel, bias: tf.sum(delta, 0) } : { kernel };
     });
+    if (fused !== undefined) return fused;
   }
   let s: tf.Tensor | undefined;
   let owned = false;
