@@ -67,14 +67,25 @@ async function applyFastPaths(name: BackendName, enabled: boolean): Promise<stri
   restoreFastPaths?.();
   restoreFastPaths = undefined;
   nativeNote = undefined;
+  // Dilated convolutions cannot be trained on any stock backend; these gradients are backend-independent.
+  const { registerDilatedConvGradients } = await import("./gradients/dilated-conv.js");
+  registerDilatedConvGradients();
   if (name !== "wasm") return [];
   // Missing kernels are a matter of correctness, not speed (without UnsortedSegmentSum no gather or
   // embedding can be trained on wasm), so they are added even when the fast paths are switched off.
   const { registerMissingWasmKernels } = await import("./wasm-kernels.js");
   const missing = registerMissingWasmKernels();
   const added = missing.registered.includes("UnsortedSegmentSum") ? ["wasm-segment-sum"] : [];
+  // The kernel list of src/backend/kernels/ (the convolution gradients wasm lacks among them), then
+  // the cpu safety net for whatever wasm still lacks; overrides of stock kernels only with the fast paths.
+  const { registerWasmKernels } = await import("./kernels/register-all.js");
+  const kernels = registerWasmKernels({ overrides: enabled });
+  if (kernels.registered.length > 0) added.push("wasm-kernels");
   if (!enabled) {
-    restoreFastPaths = () => missing.restore();
+    restoreFastPaths = () => {
+      kernels.restore();
+      missing.restore();
+    };
     return added;
   }
   const { registerFastWasmMatMul } = await import("./wasm-matmul.js");
@@ -86,6 +97,7 @@ async function applyFastPaths(name: BackendName, enabled: boolean): Promise<stri
   // Registered once and left in place: they run only while wasm is active with the native addon.
   registerFusedOps();
   restoreFastPaths = () => {
+    kernels.restore();
     missing.restore();
     matmul.restore();
     fast.restore();

@@ -1,0 +1,183 @@
+/**
+ * Gradients of dilated (atrous) convolutions, on every backend.
+ *
+ * Why: tfjs-core 4.22's gradients of `Conv2D`, `DepthwiseConv2dNative` and of `tf.fused.conv2d` stop
+ * with "dilation rates greater than 1 are not yet supported in gradients", so a `tf.layers.conv1d`
+ * or `conv2d` with `dilationRate > 1` cannot be trained on any TensorFlow.js backend, cpu included.
+ *
+ * How: a convolution with dilation d (stride 1, as tfjs requires with d > 1) is the same as a plain
+ * convolution with the *dilated filter* W_d, of size (k - 1)·d + 1, that holds W at every d-th tap and
+ * zeros between (its padding, "same" or "valid", is computed from that effective size in both cases).
+ * So dx = Conv2DBackpropInput(dy, W_d) and dW = every d-th tap of Conv2DBackpropFilter(x, dy) taken
+ * for W_d's shape. Both are stock kernels every backend has (jointly adds the wasm ones), so this runs
+ * wherever the forward pass does. The backward pass does (k_d / k)² times the work of an undilated
+ * one (3x3 at d = 2: 25/9); the forward pass is untouched.
+ *
+ * For dilation 1 the stock gradients run unchanged, so what a backend already supports is kept.
+ *
+ * `tf.fused.conv2d` (what `tf.layers.conv2d` calls) has its gradient inside the op, out of the
+ * registry's reach, so while gradients are recorded a dilated call is routed to the unfused ops
+ * (`tf.conv2d`, bias add, activation), whose gradients are the ones registered here.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { createRequire } from "node:module";
+
+type Pair = [number, number];
+
+function pair(v: unknown, what: string): Pair {
+  if (v == null) return [1, 1];
+  if (typeof v === "number") return [v, v];
+  if (Array.isArray(v) && v.length === 2 && v.every((n) => typeof n === "number")) return [v[0] as number, v[1] as number];
+  throw new Error(`dilated conv gradient: ${what} must be a number or a pair, but got ${JSON.stringify(v)}`);
+}
+
+const isOne = (p: Pair): boolean => p[0] === 1 && p[1] === 1;
+
+/** W [fh, fw, a, b] -> W_d [(fh-1)dh+1, (fw-1)dw+1, a, b], W at every d-th tap, zeros between. */
+export function dilateFilter(filter: tf.Tensor4D, [dh, dw]: Pair): tf.Tensor4D {
+  return tf.tidy((): tf.Tensor4D => {
+    const [fh, fw, a, b] = filter.shape;
+    const spread = tf.pad(filter.reshape([fh, 1, fw, 1, a * b]), [[0, 0], [0, dh - 1], [0, 0], [0, dw - 1], [0, 0]]);
+    const spaced = tf.reshape(spread, [fh * dh, fw * dw, a, b]) as tf.Tensor4D;
+    return tf.slice(spaced, [0, 0, 0, 0], [(fh - 1) * dh + 1, (fw - 1) * dw + 1, a, b]);
+  });
+}
+
+/** The inverse of {@link dilateFilter} for a gradient: every d-th tap of dW_d. */
+export function undilateFilter(grad: tf.Tensor4D, [dh, dw]: Pair): tf.Tensor4D {
+  const [kh, kw, a, b] = grad.shape;
+  return tf.stridedSlice(grad, [0, 0, 0, 0], [kh, kw, a, b], [dh, dw, 1, 1]) as tf.Tensor4D;
+}
+
+interface ConvAttrs {
+  strides: number | Pair;
+  pad: "same" | "valid" | number | tf.backend_util.ExplicitPadding;
+  dataFormat?: "NHWC" | "NCHW";
+  dilations?: number | Pair;
+  dimRoundingMode?: "floor" | "round" | "ceil";
+}
+
+function conv2DGrad(stock: tf.GradConfig): tf.GradConfig {
+  return {
+    kernelName: "Conv2D",
+    inputsToSave: ["x", "filter"],
+    gradFunc: (dyIn, saved, attrs) => {
+      const dy = dyIn as tf.Tensor4D;
+      const a = attrs as unknown as ConvAttrs;
+      const d = pair(a.dilations, "dilations");
+      if (isOne(d)) return stock.gradFunc(dy, saved, attrs);
+      const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
+      const common = { strides: a.strides, pad: a.pad, dataFormat: a.dataFormat ?? "NHWC", dimRoundingMode: a.dimRoundingMode } as unknown as tf.NamedAttrMap;
+      return {
+        x: () =>
+          tf.tidy((): tf.Tensor => {
+            const wd = dilateFilter(filter, d);
+            return tf.engine().runKernel("Conv2DBackpropInput", { dy, filter: wd }, { ...common, inputShape: x.shape }) as tf.Tensor;
+          }),
+        filter: () =>
+          tf.tidy((): tf.Tensor => {
+            const shape = dilatedShape(filter.shape, d);
+            const gd = tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, { ...common, filterShape: shape }) as tf.Tensor4D;
+            return undilateFilter(gd, d);
+          }),
+      };
+    },
+  };
+}
+
+function dilatedShape([fh, fw, a, b]: number[], [dh, dw]: Pair): [number, number, number, number] {
+  return [(fh! - 1) * dh + 1, (fw! - 1) * dw + 1, a!, b!];
+}
+
+function depthwiseGrad(stock: tf.GradConfig): tf.GradConfig {
+  return {
+    kernelName: "DepthwiseConv2dNative",
+    inputsToSave: ["x", "filter"],
+    gradFunc: (dyIn, saved, attrs) => {
+      const dy = dyIn as tf.Tensor4D;
+      const a = attrs as unknown as ConvAttrs;
+      const d = pair(a.dilations, "dilations");
+      if (isOne(d)) return stock.gradFunc(dy, saved, attrs);
+      const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
+      const common = { strides: a.strides, pad: a.pad, dilations: [1, 1], dimRoundingMode: a.dimRoundingMode } as unknown as tf.NamedAttrMap;
+      return {
+        x: () =>
+          tf.tidy((): tf.Tensor => {
+            const wd = dilateFilter(filter, d);
+            return tf.engine().runKernel("DepthwiseConv2dNativeBackpropInput", { dy, filter: wd }, { ...common, inputShape: x.shape }) as tf.Tensor;
+          }),
+        filter: () =>
+          tf.tidy((): tf.Tensor => {
+            const shape = dilatedShape(filter.shape, d);
+            const gd = tf.engine().runKernel("DepthwiseConv2dNativeBackpropFilter", { x, dy }, { ...common, filterShape: shape }) as tf.Tensor4D;
+            return undilateFilter(gd, d);
+          }),
+      };
+    },
+  };
+}
+
+type FusedConvArgs = Parameters<typeof tf.fused.conv2d>[0];
+type FusedDepthwiseArgs = Parameters<typeof tf.fused.depthwiseConv2d>[0];
+
+function activate(y: tf.Tensor, args: FusedConvArgs | FusedDepthwiseArgs): tf.Tensor {
+  switch (args.activation ?? "linear") {
+    case "linear":
+      return y;
+    case "relu":
+      return tf.relu(y);
+    case "relu6":
+      return tf.relu6(y);
+    case "elu":
+      return tf.elu(y);
+    case "sigmoid":
+      return tf.sigmoid(y);
+    case "leakyrelu":
+      return tf.leakyRelu(y, args.leakyreluAlpha ?? 0.2);
+    case "prelu":
+      return tf.prelu(y, args.preluActivationWeights as tf.Tensor);
+    default:
+      throw new Error(`fused conv: unknown activation "${String(args.activation)}"`);
+  }
+}
+
+let installed = false;
+
+/**
+ * Registers the dilation-aware gradients of `Conv2D` and `DepthwiseConv2dNative`, and routes dilated
+ * `tf.fused.conv2d` / `tf.fused.depthwiseConv2d` calls made while gradients are recorded to the
+ * unfused ops. Idempotent; backend-independent (gradients belong to tfjs-core, not to a backend).
+ */
+export function registerDilatedConvGradients(): void {
+  if (installed) return;
+  installed = true;
+  const conv = tf.getGradient("Conv2D");
+  const depthwise = tf.getGradient("DepthwiseConv2dNative");
+  if (conv === undefined || depthwise === undefined) throw new Error("dilated conv gradients: tfjs-core has no Conv2D / DepthwiseConv2dNative gradient to extend");
+  tf.registerGradient(conv2DGrad(conv));
+  tf.registerGradient(depthwiseGrad(depthwise));
+
+  // The namespace object tfjs-layers reads `fused.conv2d` from at call time (a plain object in the
+  // CommonJS build of tfjs-core that Node loads for "@tensorflow/tfjs").
+  const core = createRequire(import.meta.url)("@tensorflow/tfjs-core") as { fused: Record<string, unknown>; engine(): { state: { gradientDepth: number } } };
+  const fused = core.fused as { conv2d: (a: FusedConvArgs) => tf.Tensor; depthwiseConv2d: (a: FusedDepthwiseArgs) => tf.Tensor };
+  const stockConv = fused.conv2d;
+  const stockDepthwise = fused.depthwiseConv2d;
+  const recording = (): boolean => core.engine().state.gradientDepth > 0;
+  fused.conv2d = (args) => {
+    if (isOne(pair(args.dilations, "dilations")) || !recording()) return stockConv(args);
+    return tf.tidy(() => {
+      let y = tf.conv2d(args.x as tf.Tensor4D, args.filter as tf.Tensor4D, args.strides, args.pad, args.dataFormat, args.dilations, args.dimRoundingMode);
+      if (args.bias != null) y = tf.add(y, args.bias);
+      return activate(y, args);
+    });
+  };
+  fused.depthwiseConv2d = (args) => {
+    if (isOne(pair(args.dilations, "dilations")) || !recording()) return stockDepthwise(args);
+    return tf.tidy(() => {
+      let y = tf.depthwiseConv2d(args.x as tf.Tensor4D, args.filter as tf.Tensor4D, args.strides, args.pad, args.dataFormat, args.dilations, args.dimRoundingMode);
+      if (args.bias != null) y = tf.add(y, args.bias);
+      return activate(y, args);
+    });
+  };
+}
