@@ -25,6 +25,12 @@ export function setFallbackNotice(sink: (line: string) => void): (line: string) 
 }
 
 const noticed = new Set<string>();
+const calls = new Map<string, number>();
+
+/** How many times each kernel has run through the safety net in this process (for tests and profiling). */
+export function cpuFallbackCalls(): Record<string, number> {
+  return Object.fromEntries(calls);
+}
 
 interface CpuBackend extends tf.KernelBackend {
   write(values: tf.backend_util.BackendValues | null, shape: number[], dtype: tf.DataType): object;
@@ -50,6 +56,7 @@ function checkDtype(kernelName: string, info: tf.TensorInfo, what: string): void
 /** A wasm kernel that runs `cpuKernel` on copies of its inputs. */
 export function viaCpu(kernelName: string, cpuKernel: tf.KernelFunc): tf.KernelFunc {
   return ({ inputs, attrs, backend }) => {
+    calls.set(kernelName, (calls.get(kernelName) ?? 0) + 1);
     if (!noticed.has(kernelName)) {
       noticed.add(kernelName);
       fallbackNotice(`jointly: wasm has no '${kernelName}' kernel; running the cpu backend's (inputs copied in and out)`);

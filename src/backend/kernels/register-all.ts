@@ -15,9 +15,19 @@ import * as tf from "@tensorflow/tfjs";
 import { activeNative, nativeKernels } from "../native.js";
 import { registerCpuFallbacks } from "./cpu-fallback.js";
 import type { WasmKernel } from "./types.js";
+import { maxPoolGradKernel } from "./MaxPoolGrad.js";
+import { maxPool3DKernel } from "./MaxPool3D.js";
+import { maxPool3DGradKernel } from "./MaxPool3DGrad.js";
+import { conv3DBackpropInputV2Kernel } from "./Conv3DBackpropInputV2.js";
 
 /** The kernels of this folder, by name. */
-export const WASM_KERNELS: readonly WasmKernel[] = [];
+export const WASM_KERNELS: readonly WasmKernel[] = [
+  // Fixes: stock kernels that give wrong results.
+  maxPoolGradKernel,
+  maxPool3DKernel,
+  maxPool3DGradKernel,
+  conv3DBackpropInputV2Kernel,
+];
 
 /** What {@link registerWasmKernels} did. */
 export interface WasmKernelsHandle {

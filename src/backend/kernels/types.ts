@@ -10,8 +10,10 @@ import type * as tf from "@tensorflow/tfjs";
 import type { NativeKernels } from "../native.js";
 
 export type KernelRole =
-  /** Replaces a kernel the stock wasm backend has (faster, or fixes a bug). */
+  /** Replaces a kernel the stock wasm backend has, for speed (left out when the fast paths are off). */
   | "override"
+  /** Replaces a stock kernel that gives wrong results (always registered). */
+  | "fix"
   /** A kernel TensorFlow.js defines and the stock wasm backend lacks. */
   | "missing"
   /** A kernel name of jointly's own (fused ops). */
