@@ -67,7 +67,7 @@ function build(c: Case): tf.LayersModel {
   const b = apply(L.dense({ units: 1, name: "b" }), h);
   const model = tf.model({ inputs: input, outputs: [a, b] });
   // Seeded weights (the layers' own initialisers draw on each backend differently).
-  model.trainableWeights.forEach((w, i) => w.write(tf.randomUniform(w.shape, -0.4, 0.4, "float32", 100 + i)));
+  model.trainableWeights.forEach((w, i) => w.write(tf.randomUniform(w.shape as number[], -0.4, 0.4, "float32", 100 + i)));
   return model;
 }
 
