@@ -10,6 +10,7 @@ export * from "./losses/index.js";
 export * from "./layers/index.js";
 export * from "./train/index.js";
 export * from "./data/index.js";
+export * from "./architectures/index.js";
 /** Gradient aggregators (MGDA, PCGrad, CAGrad, UPGrad, ...) as pure functions of the per-task gradient matrix. */
 export * as aggregation from "./aggregation/index.js";
 export { aggregate, aggregators, aggregatorNames, type AggregatorName, type Aggregation } from "./aggregation/index.js";

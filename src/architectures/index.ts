@@ -1,0 +1,1 @@
+export { multiTaskLeNet, type LeNet, type LeNetOptions } from "./lenet.js";
