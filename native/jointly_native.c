@@ -22,31 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <node_api.h>
-
-/*
- * The four BLAS entry points used, declared here rather than through cblas.h, whose location differs
- * between distributions (Debian: /usr/include/x86_64-linux-gnu/cblas.h). Linked with -lopenblas.
- */
-enum { CblasRowMajor = 101 };
-enum { CblasNoTrans = 111, CblasTrans = 112 };
-void cblas_sgemm(int order, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                 int ldb, float beta, float *C, int ldc);
-void openblas_set_num_threads(int num_threads);
-int openblas_get_num_threads(void);
-char *openblas_get_config(void);
-
-#define CHECK(call)                                                           \
-  do {                                                                        \
-    if ((call) != napi_ok) {                                                  \
-      napi_throw_error(env, NULL, "jointly-native: N-API call failed: " #call); \
-      return NULL;                                                            \
-    }                                                                         \
-  } while (0)
-
-#define MAX_ARGS 24
+#include "jointly_native.h"
 
 /* Reads the heap (argument 0) and numeric arguments 1..n-1 into nums. */
-static int read_args(napi_env env, napi_callback_info info, size_t want, char **heap, size_t *heap_len, double *nums) {
+int read_args(napi_env env, napi_callback_info info, size_t want, char **heap, size_t *heap_len, double *nums) {
   size_t argc = MAX_ARGS;
   napi_value argv[MAX_ARGS];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
@@ -79,7 +58,7 @@ static int read_args(napi_env env, napi_callback_info info, size_t want, char **
 }
 
 /* True when [off, off + count floats) lies inside the heap. */
-static int in_heap(napi_env env, size_t heap_len, double off, double count, const char *what) {
+int in_heap(napi_env env, size_t heap_len, double off, double count, const char *what) {
   if (off < 0 || count < 0 || off + count * 4.0 > (double)heap_len || fmod(off, 4.0) != 0) {
     char msg[160];
     snprintf(msg, sizeof msg, "jointly-native: %s at byte %.0f (+%.0f floats) is outside the wasm heap of %zu bytes", what, off, count, heap_len);
@@ -89,10 +68,7 @@ static int in_heap(napi_env env, size_t heap_len, double off, double count, cons
   return 1;
 }
 
-/* Activation codes: the wasm backend's FusableActivation numbering. */
-enum { ACT_LINEAR = 0, ACT_RELU = 1, ACT_RELU6 = 2, ACT_LEAKYRELU = 4, ACT_SIGMOID = 5, ACT_ELU = 6 };
-
-static void activate(float *c, size_t n, int act, float alpha) {
+void activate(float *c, size_t n, int act, float alpha) {
   switch (act) {
     case ACT_RELU:
       for (size_t i = 0; i < n; i++) c[i] = c[i] > 0.0f ? c[i] : 0.0f;
@@ -193,6 +169,12 @@ static int narrow_gemm(int transA, int transB, int M, int N, int K, const float 
   return 1;
 }
 
+void sgemm_rows(int transA, int transB, int M, int N, int K, const float *A, const float *B, float beta, float *C) {
+  if (!narrow_gemm(transA, transB, M, N, K, A, B, beta, C))
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A,
+                transA ? M : K, B, transB ? K : N, beta, C, N);
+}
+
 
 /*
  * gemm(heap, batch, M, N, K, transA, transB, aOff, aStride, bOff, bStride, cOff, biasOff, biasSize, act, alpha)
@@ -247,9 +229,7 @@ static napi_value Gemm(napi_env env, napi_callback_info info) {
     if (K == 0) {
       if (bias == NULL) memset(C, 0, sizeof(float) * (size_t)M * N);
     } else {
-      if (!narrow_gemm(transA, transB, M, N, K, A, B, beta, C))
-        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A,
-                    transA ? M : K, B, transB ? K : N, beta, C, N);
+      sgemm_rows(transA, transB, M, N, K, A, B, beta, C);
     }
     activate(C, (size_t)M * N, act, alpha);
   }
@@ -646,6 +626,12 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"actGrad", NULL, ActGrad, NULL, NULL, NULL, napi_default, NULL},
       {"lossForward", NULL, LossForward, NULL, NULL, NULL, napi_default, NULL},
       {"lossBackward", NULL, LossBackward, NULL, NULL, NULL, napi_default, NULL},
+      {"conv2d", NULL, Conv2d, NULL, NULL, NULL, napi_default, NULL},
+      {"conv2dBackpropInput", NULL, Conv2dBackpropInput, NULL, NULL, NULL, napi_default, NULL},
+      {"conv2dBackpropFilter", NULL, Conv2dBackpropFilter, NULL, NULL, NULL, napi_default, NULL},
+      {"depthwiseConv2d", NULL, DepthwiseConv2d, NULL, NULL, NULL, napi_default, NULL},
+      {"depthwiseConv2dBackpropInput", NULL, DepthwiseConv2dBackpropInput, NULL, NULL, NULL, napi_default, NULL},
+      {"depthwiseConv2dBackpropFilter", NULL, DepthwiseConv2dBackpropFilter, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, Info, NULL, NULL, NULL, napi_default, NULL},
   };

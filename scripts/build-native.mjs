@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // @ts-check
 /**
- * Builds jointly's native kernels (native/jointly_native.c) into build/native/jointly_native.node:
- * one C file, compiled straight with the system C compiler against Node-API headers and OpenBLAS.
+ * Builds jointly's native kernels (the C files of native/) into build/native/jointly_native.node:
+ * compiled together in one call of the system C compiler against Node-API headers and OpenBLAS.
  * No node-gyp (it would fetch Node's headers from nodejs.org, which not every machine can reach):
  * Node-API is ABI-stable, so the headers of the `node-api-headers` package (or the ones installed
  * with Node) are enough, and the addon's Node-API symbols resolve against the running node.
@@ -16,13 +16,13 @@
  */
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-export const NATIVE_SOURCE = join(ROOT, "native", "jointly_native.c");
+export const NATIVE_DIR = join(ROOT, "native");
 export const NATIVE_OUTPUT = join(ROOT, "build", "native", "jointly_native.node");
 const STAMP = join(ROOT, "build", "native", "jointly_native.stamp");
 // Built beside the real file and renamed over it only once it loads; ends in .node so require() takes it as an addon.
@@ -33,6 +33,15 @@ const TMP_OUTPUT = join(ROOT, "build", "native", "jointly_native.new.node");
  * tfjs's ops do (bit-identical updates). -march=native: the addon is built on the machine that runs it.
  */
 const FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"];
+
+/** The C sources of the addon (every native/*.c, in name order) and the headers they share. */
+export function nativeSources() {
+  const names = readdirSync(NATIVE_DIR).sort();
+  return {
+    sources: names.filter((n) => n.endsWith(".c")).map((n) => join(NATIVE_DIR, n)),
+    headers: names.filter((n) => n.endsWith(".h")).map((n) => join(NATIVE_DIR, n)),
+  };
+}
 
 /** The directory holding node_api.h: the running Node's own, else the node-api-headers package. */
 export function nodeApiInclude() {
@@ -66,8 +75,13 @@ export function buildNative(opts = {}) {
   if (version === undefined) throw new Error(`no C compiler: \`${cc} --version\` failed (install gcc, or set CC)`);
   const include = nodeApiInclude();
   if (include === undefined) throw new Error("no Node-API headers (node_api.h): run npm install (package node-api-headers)");
-  const argv = [...FLAGS, "-DNODE_GYP_MODULE_NAME=jointly_native", `-I${include}`, NATIVE_SOURCE, "-o", TMP_OUTPUT, "-lopenblas", "-lm"];
-  const key = createHash("sha256").update(readFileSync(NATIVE_SOURCE)).update(JSON.stringify([cc, version, argv, process.arch])).digest("hex");
+  const { sources, headers } = nativeSources();
+  if (sources.length === 0) throw new Error(`no C sources in ${NATIVE_DIR}`);
+  const argv = [...FLAGS, "-DNODE_GYP_MODULE_NAME=jointly_native", `-I${include}`, `-I${NATIVE_DIR}`, ...sources, "-o", TMP_OUTPUT, "-lopenblas", "-lm"];
+  // The key covers every source and header (by name and content), so editing any of them rebuilds.
+  const hash = createHash("sha256");
+  for (const file of [...sources, ...headers]) hash.update(file.slice(NATIVE_DIR.length)).update("\0").update(readFileSync(file)).update("\0");
+  const key = hash.update(JSON.stringify([cc, version, argv, process.arch])).digest("hex");
   if (!opts.force && existsSync(NATIVE_OUTPUT) && existsSync(STAMP) && readFileSync(STAMP, "utf8") === key) {
     return { action: "ok", detail: "build/native/jointly_native.node up to date" };
   }

@@ -1,6 +1,6 @@
 /**
- * The optional native kernels (`native/jointly_native.c`): matrix products through the system's BLAS
- * and the Adam / SGD updates, run directly on the tfjs-wasm heap.
+ * The optional native kernels (`native/`): matrix products through the system's BLAS, the Adam / SGD
+ * updates, losses and convolutions, run directly on the tfjs-wasm heap.
  *
  * Why: where the native TensorFlow backend cannot be installed, tfjs falls back to wasm, whose SIMD128
  * matrix products reach about 15 GFLOP/s on one core of the development machine, against 60-85 for
@@ -76,9 +76,44 @@ export interface NativeKernels {
     heap: ArrayBufferLike, kind: number, n: number, cols: number, predOff: number, labelOff: number, labelIsFloat: number,
     dyOff: number, dyIsScalar: number, outOff: number, wrtLabels: number,
   ): void;
+  /** NHWC Conv2D: out = act(conv(x, w) + bias) as im2col + sgemm (biasOff < 0: no bias); geometry: {@link ConvGeometryArgs}. */
+  conv2d(heap: ArrayBufferLike, ...args: [...geometry: ConvGeometryArgs, xOff: number, wOff: number, outOff: number, biasOff: number, activation: number, alpha: number]): void;
+  /** dx of Conv2D for dy (sgemm dy·wᵀ, then col2im). */
+  conv2dBackpropInput(heap: ArrayBufferLike, ...args: [...geometry: ConvGeometryArgs, dyOff: number, wOff: number, dxOff: number]): void;
+  /** dw of Conv2D for dy (im2col(x)ᵀ·dy by sgemm, summed over blocks of rows). */
+  conv2dBackpropFilter(heap: ArrayBufferLike, ...args: [...geometry: ConvGeometryArgs, xOff: number, dyOff: number, dwOff: number]): void;
+  /** NHWC depthwise convolution, filter [fh, fw, inC, mult], outChannels = inC·mult (direct loops). */
+  depthwiseConv2d(heap: ArrayBufferLike, ...args: [...geometry: ConvGeometryArgs, xOff: number, wOff: number, outOff: number]): void;
+  /** dx of the depthwise convolution. */
+  depthwiseConv2dBackpropInput(heap: ArrayBufferLike, ...args: [...geometry: ConvGeometryArgs, dyOff: number, wOff: number, dxOff: number]): void;
+  /** dw of the depthwise convolution (sums in float64). */
+  depthwiseConv2dBackpropFilter(heap: ArrayBufferLike, ...args: [...geometry: ConvGeometryArgs, xOff: number, dyOff: number, dwOff: number]): void;
   setThreads(n: number): void;
   info(): { threads: number; blasConfig: string };
 }
+
+/**
+ * A convolution's geometry as the native conv functions take it (NHWC; every value from tfjs's
+ * computeConv2DInfo): output pixel (oy, ox) and tap (fy, fx) read input pixel
+ * (oy·strideHeight − padTop + fy·dilationHeight, ox·strideWidth − padLeft + fx·dilationWidth).
+ */
+export type ConvGeometryArgs = [
+  batch: number,
+  inHeight: number,
+  inWidth: number,
+  inChannels: number,
+  outHeight: number,
+  outWidth: number,
+  outChannels: number,
+  filterHeight: number,
+  filterWidth: number,
+  strideHeight: number,
+  strideWidth: number,
+  dilationHeight: number,
+  dilationWidth: number,
+  padTop: number,
+  padLeft: number,
+];
 
 /** What loading the addon gave: the kernels, or why there are none. */
 export interface NativeStatus {
@@ -123,6 +158,12 @@ function load(): NativeStatus {
       actGrad: addon.actGrad,
       lossForward: addon.lossForward,
       lossBackward: addon.lossBackward,
+      conv2d: addon.conv2d,
+      conv2dBackpropInput: addon.conv2dBackpropInput,
+      conv2dBackpropFilter: addon.conv2dBackpropFilter,
+      depthwiseConv2d: addon.depthwiseConv2d,
+      depthwiseConv2dBackpropInput: addon.depthwiseConv2dBackpropInput,
+      depthwiseConv2dBackpropFilter: addon.depthwiseConv2dBackpropFilter,
       setThreads: addon.setThreads,
       info: addon.info,
     };

@@ -1,0 +1,415 @@
+/*
+ * 2-D convolutions on the tfjs-wasm heap, NHWC: Conv2D forward and its two backprops as im2col
+ * plus sgemm, and depthwise convolution (any channel multiplier) forward and backprops as loops.
+ *
+ * Why: tfjs-wasm 4.22 has no Conv2DBackpropFilter nor depthwise backprops, and its
+ * Conv2DBackpropInput is a scalar loop; OpenBLAS's sgemm runs the three products of a
+ * convolution's training step at several times XNNPACK's speed on wasm SIMD.
+ *
+ * Layouts (tfjs's): x [batch, in_h, in_w, in_c]; filter [f_h, f_w, in_c, out_c] (depthwise:
+ * [f_h, f_w, in_c, mult], out_c = in_c * mult); output [batch, out_h, out_w, out_c]. Output pixel
+ * (oy, ox) and filter tap (fy, fx) read input pixel (oy*stride_h - pad_top + fy*dil_h,
+ * ox*stride_w - pad_left + fx*dil_w); taps outside the input read zero. The caller (the kernels
+ * of src/backend/kernels/) takes every size from tfjs's computeConv2DInfo; here each index is
+ * checked against the input's bounds, and each tensor's extent against the heap, so a wrong size
+ * cannot read or write outside the heap.
+ *
+ * The im2col matrix has one row per output pixel (M = batch*out_h*out_w rows) and
+ * K = f_h*f_w*in_c columns in the filter's own order, so the filter is the K x out_c right
+ * operand as it lies. It is built for a block of rows at a time (COL_FLOATS at most), so the
+ * scratch stays small whatever the batch or image size; a 1x1, stride-1, unpadded convolution
+ * needs none (the input is the matrix).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "jointly_native.h"
+
+/* Floats of im2col scratch per block (8 MB): large enough that sgemm sees thousands of rows, small enough to stay in cache levels. */
+#define COL_FLOATS ((size_t)2 << 20)
+
+/* The convolution's geometry, as the 15 numbers after the heap in every call. */
+typedef struct {
+  size_t batch, in_h, in_w, in_c, out_h, out_w, out_c, f_h, f_w;
+  long stride_h, stride_w, dil_h, dil_w, pad_top, pad_left;
+} geom;
+
+static const char *const GEOM_NAMES[15] = {"batch", "inHeight", "inWidth", "inChannels", "outHeight", "outWidth", "outChannels", "filterHeight",
+                                           "filterWidth", "strideHeight", "strideWidth", "dilationHeight", "dilationWidth", "padTop", "padLeft"};
+
+/* Reads and checks the geometry from a[0..14]; 0 with a RangeError thrown when a value is not valid. */
+static int read_geom(napi_env env, const double *a, int depthwise, const char *kernel, geom *g) {
+  for (int i = 0; i < 15; i++) {
+    /* Sizes and pads are >= 0; filter sizes, strides and dilations >= 1. */
+    const double lo = (i >= 7 && i <= 12) ? 1 : 0;
+    if (!(a[i] >= lo) || a[i] != floor(a[i]) || a[i] > 2147483647.0) {
+      char msg[160];
+      snprintf(msg, sizeof msg, "jointly-native %s: %s must be an integer >= %.0f, but got %g", kernel, GEOM_NAMES[i], lo, a[i]);
+      napi_throw_range_error(env, NULL, msg);
+      return 0;
+    }
+  }
+  g->batch = (size_t)a[0], g->in_h = (size_t)a[1], g->in_w = (size_t)a[2], g->in_c = (size_t)a[3];
+  g->out_h = (size_t)a[4], g->out_w = (size_t)a[5], g->out_c = (size_t)a[6], g->f_h = (size_t)a[7], g->f_w = (size_t)a[8];
+  g->stride_h = (long)a[9], g->stride_w = (long)a[10], g->dil_h = (long)a[11], g->dil_w = (long)a[12];
+  g->pad_top = (long)a[13], g->pad_left = (long)a[14];
+  if (depthwise && (g->in_c == 0 || g->out_c % g->in_c != 0)) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "jointly-native %s: outChannels (%zu) must be a multiple of inChannels (%zu)", kernel, g->out_c, g->in_c);
+    napi_throw_range_error(env, NULL, msg);
+    return 0;
+  }
+  return 1;
+}
+
+static double x_count(const geom *g) { return (double)g->batch * g->in_h * g->in_w * g->in_c; }
+static double y_count(const geom *g) { return (double)g->batch * g->out_h * g->out_w * g->out_c; }
+static double w_count(const geom *g, int depthwise) { return (double)g->f_h * g->f_w * (depthwise ? g->out_c : g->in_c * g->out_c); }
+
+/* A 1x1 convolution that reads pixel m for output pixel m: the input itself is the im2col matrix. */
+static int is_pointwise(const geom *g) {
+  return g->f_h == 1 && g->f_w == 1 && g->stride_h == 1 && g->stride_w == 1 && g->pad_top == 0 && g->pad_left == 0 && g->out_h == g->in_h &&
+         g->out_w == g->in_w;
+}
+
+/* Rows per im2col block: COL_FLOATS / K, at least 1, at most M. */
+static size_t block_rows(size_t M, size_t K) {
+  size_t r = COL_FLOATS / (K > 0 ? K : 1);
+  if (r < 1) r = 1;
+  return r < M ? r : M;
+}
+
+/*
+ * Rows [m0, m0 + rows) of the im2col matrix into col (rows x K): row m = (b, oy, ox) holds, for each
+ * tap (fy, fx), the in_c input values under it, zeros where the tap falls in the padding.
+ */
+static void im2col(const geom *g, const float *x, size_t m0, size_t rows, float *col) {
+  const size_t C = g->in_c, K = g->f_h * g->f_w * C, hw = g->out_h * g->out_w, run = g->f_w * C;
+  for (size_t r = 0; r < rows; r++) {
+    const size_t m = m0 + r, b = m / hw, p = m % hw;
+    const long oy = (long)(p / g->out_w), ox = (long)(p % g->out_w);
+    const float *xb = x + b * g->in_h * g->in_w * C;
+    const long ix0 = ox * g->stride_w - g->pad_left;
+    /* All f_w taps of a row inside the input and adjacent: one copy of f_w*C floats per filter row. */
+    const int contiguous = g->dil_w == 1 && ix0 >= 0 && ix0 + (long)g->f_w <= (long)g->in_w;
+    float *dst = col + r * K;
+    for (size_t fy = 0; fy < g->f_h; fy++, dst += run) {
+      const long iy = oy * g->stride_h - g->pad_top + (long)fy * g->dil_h;
+      if (iy < 0 || iy >= (long)g->in_h) {
+        memset(dst, 0, sizeof(float) * run);
+        continue;
+      }
+      const float *xrow = xb + (size_t)iy * g->in_w * C;
+      if (contiguous) {
+        memcpy(dst, xrow + (size_t)ix0 * C, sizeof(float) * run);
+        continue;
+      }
+      for (size_t fx = 0; fx < g->f_w; fx++) {
+        const long ix = ix0 + (long)fx * g->dil_w;
+        if (ix < 0 || ix >= (long)g->in_w) memset(dst + fx * C, 0, sizeof(float) * C);
+        else memcpy(dst + fx * C, xrow + (size_t)ix * C, sizeof(float) * C);
+      }
+    }
+  }
+}
+
+/* The adjoint of im2col: adds each row's values back onto the input pixels they were read from (padding taps dropped). */
+static void col2im_add(const geom *g, const float *col, size_t m0, size_t rows, float *dx) {
+  const size_t C = g->in_c, K = g->f_h * g->f_w * C, hw = g->out_h * g->out_w, run = g->f_w * C;
+  for (size_t r = 0; r < rows; r++) {
+    const size_t m = m0 + r, b = m / hw, p = m % hw;
+    const long oy = (long)(p / g->out_w), ox = (long)(p % g->out_w);
+    float *db = dx + b * g->in_h * g->in_w * C;
+    const long ix0 = ox * g->stride_w - g->pad_left;
+    const int contiguous = g->dil_w == 1 && ix0 >= 0 && ix0 + (long)g->f_w <= (long)g->in_w;
+    const float *src = col + r * K;
+    for (size_t fy = 0; fy < g->f_h; fy++, src += run) {
+      const long iy = oy * g->stride_h - g->pad_top + (long)fy * g->dil_h;
+      if (iy < 0 || iy >= (long)g->in_h) continue;
+      float *drow = db + (size_t)iy * g->in_w * C;
+      if (contiguous) {
+        float *d = drow + (size_t)ix0 * C;
+        for (size_t k = 0; k < run; k++) d[k] += src[k];
+        continue;
+      }
+      for (size_t fx = 0; fx < g->f_w; fx++) {
+        const long ix = ix0 + (long)fx * g->dil_w;
+        if (ix < 0 || ix >= (long)g->in_w) continue;
+        float *d = drow + (size_t)ix * C;
+        const float *s = src + fx * C;
+        for (size_t c = 0; c < C; c++) d[c] += s[c];
+      }
+    }
+  }
+}
+
+/* Scratch for one im2col block; NULL with an Error thrown when it cannot be allocated. */
+static float *col_scratch(napi_env env, size_t rows, size_t K, const char *kernel) {
+  float *p = (float *)malloc(sizeof(float) * rows * K + sizeof(float));
+  if (p == NULL) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "jointly-native %s: could not allocate %zu floats of im2col scratch", kernel, rows * K);
+    napi_throw_error(env, NULL, msg);
+  }
+  return p;
+}
+
+/*
+ * conv2d(heap, ...geometry, xOff, wOff, outOff, biasOff, act, alpha):
+ * out = act(conv(x, w) + bias); biasOff < 0 means no bias (else out_c floats).
+ */
+napi_value Conv2d(napi_env env, napi_callback_info info) {
+  char *heap;
+  size_t heap_len;
+  double a[21];
+  geom g;
+  if (!read_args(env, info, 22, &heap, &heap_len, a) || !read_geom(env, a, 0, "conv2d", &g)) return NULL;
+  const double xOff = a[15], wOff = a[16], outOff = a[17], biasOff = a[18];
+  const int act = (int)a[19];
+  const float alpha = (float)a[20];
+  if (!in_heap(env, heap_len, xOff, x_count(&g), "conv2d input") || !in_heap(env, heap_len, wOff, w_count(&g, 0), "conv2d filter") ||
+      !in_heap(env, heap_len, outOff, y_count(&g), "conv2d output") || (biasOff >= 0 && !in_heap(env, heap_len, biasOff, (double)g.out_c, "conv2d bias")))
+    return NULL;
+  const float *x = (const float *)(heap + (size_t)xOff), *w = (const float *)(heap + (size_t)wOff);
+  const float *bias = biasOff >= 0 ? (const float *)(heap + (size_t)biasOff) : NULL;
+  float *out = (float *)(heap + (size_t)outOff);
+  const size_t M = g.batch * g.out_h * g.out_w, N = g.out_c, K = g.f_h * g.f_w * g.in_c;
+  if (M == 0 || N == 0) return NULL;
+  const int direct = is_pointwise(&g);
+  const size_t rows_per = direct ? M : block_rows(M, K);
+  float *col = (direct || K == 0) ? NULL : col_scratch(env, rows_per, K, "conv2d");
+  if (!direct && K > 0 && col == NULL) return NULL;
+  for (size_t m0 = 0; m0 < M; m0 += rows_per) {
+    const size_t rows = M - m0 < rows_per ? M - m0 : rows_per;
+    float *o = out + m0 * N;
+    float beta = 0.0f;
+    if (bias != NULL) {
+      /* The rows start as the bias; sgemm adds the product (beta = 1). */
+      for (size_t i = 0; i < rows; i++) memcpy(o + i * N, bias, sizeof(float) * N);
+      beta = 1.0f;
+    } else if (K == 0) {
+      memset(o, 0, sizeof(float) * rows * N);
+    }
+    if (K > 0) {
+      const float *A = direct ? x + m0 * K : col;
+      if (!direct) im2col(&g, x, m0, rows, col);
+      sgemm_rows(0, 0, (int)rows, (int)N, (int)K, A, w, beta, o);
+    }
+    activate(o, rows * N, act, alpha);
+  }
+  free(col);
+  return NULL;
+}
+
+/*
+ * conv2dBackpropInput(heap, ...geometry, dyOff, wOff, dxOff): dx = the gradient of conv(x, w) for x
+ * given dy, i.e. per block dcol = dy w^T (sgemm), then col2im adds dcol onto dx.
+ */
+napi_value Conv2dBackpropInput(napi_env env, napi_callback_info info) {
+  char *heap;
+  size_t heap_len;
+  double a[18];
+  geom g;
+  if (!read_args(env, info, 19, &heap, &heap_len, a) || !read_geom(env, a, 0, "conv2dBackpropInput", &g)) return NULL;
+  if (!in_heap(env, heap_len, a[15], y_count(&g), "conv2dBackpropInput dy") || !in_heap(env, heap_len, a[16], w_count(&g, 0), "conv2dBackpropInput filter") ||
+      !in_heap(env, heap_len, a[17], x_count(&g), "conv2dBackpropInput dx"))
+    return NULL;
+  const float *dy = (const float *)(heap + (size_t)a[15]), *w = (const float *)(heap + (size_t)a[16]);
+  float *dx = (float *)(heap + (size_t)a[17]);
+  const size_t M = g.batch * g.out_h * g.out_w, N = g.out_c, K = g.f_h * g.f_w * g.in_c;
+  if (x_count(&g) == 0) return NULL;
+  if (M == 0 || N == 0) {
+    memset(dx, 0, sizeof(float) * (size_t)x_count(&g));
+    return NULL;
+  }
+  if (is_pointwise(&g)) {
+    /* dx [M, C] = dy [M, N] w^T, w being [C, N]. */
+    sgemm_rows(0, 1, (int)M, (int)K, (int)N, dy, w, 0.0f, dx);
+    return NULL;
+  }
+  const size_t rows_per = block_rows(M, K);
+  float *col = col_scratch(env, rows_per, K, "conv2dBackpropInput");
+  if (col == NULL) return NULL;
+  memset(dx, 0, sizeof(float) * (size_t)x_count(&g));
+  for (size_t m0 = 0; m0 < M; m0 += rows_per) {
+    const size_t rows = M - m0 < rows_per ? M - m0 : rows_per;
+    sgemm_rows(0, 1, (int)rows, (int)K, (int)N, dy + m0 * N, w, 0.0f, col);
+    col2im_add(&g, col, m0, rows, dx);
+  }
+  free(col);
+  return NULL;
+}
+
+/*
+ * conv2dBackpropFilter(heap, ...geometry, xOff, dyOff, dwOff): dw = the gradient of conv(x, w) for w
+ * given dy, i.e. the sum over blocks of im2col(x)^T dy (sgemm, accumulating into dw).
+ */
+napi_value Conv2dBackpropFilter(napi_env env, napi_callback_info info) {
+  char *heap;
+  size_t heap_len;
+  double a[18];
+  geom g;
+  if (!read_args(env, info, 19, &heap, &heap_len, a) || !read_geom(env, a, 0, "conv2dBackpropFilter", &g)) return NULL;
+  if (!in_heap(env, heap_len, a[15], x_count(&g), "conv2dBackpropFilter x") || !in_heap(env, heap_len, a[16], y_count(&g), "conv2dBackpropFilter dy") ||
+      !in_heap(env, heap_len, a[17], w_count(&g, 0), "conv2dBackpropFilter dw"))
+    return NULL;
+  const float *x = (const float *)(heap + (size_t)a[15]), *dy = (const float *)(heap + (size_t)a[16]);
+  float *dw = (float *)(heap + (size_t)a[17]);
+  const size_t M = g.batch * g.out_h * g.out_w, N = g.out_c, K = g.f_h * g.f_w * g.in_c;
+  if (K == 0 || N == 0) return NULL;
+  if (M == 0) {
+    memset(dw, 0, sizeof(float) * K * N);
+    return NULL;
+  }
+  if (is_pointwise(&g)) {
+    /* dw [C, N] = x^T dy over all M pixels. */
+    sgemm_rows(1, 0, (int)K, (int)N, (int)M, x, dy, 0.0f, dw);
+    return NULL;
+  }
+  const size_t rows_per = block_rows(M, K);
+  float *col = col_scratch(env, rows_per, K, "conv2dBackpropFilter");
+  if (col == NULL) return NULL;
+  for (size_t m0 = 0; m0 < M; m0 += rows_per) {
+    const size_t rows = M - m0 < rows_per ? M - m0 : rows_per;
+    im2col(&g, x, m0, rows, col);
+    sgemm_rows(1, 0, (int)K, (int)N, (int)rows, col, dy + m0 * N, m0 == 0 ? 0.0f : 1.0f, dw);
+  }
+  free(col);
+  return NULL;
+}
+
+/*
+ * The depthwise loops walk output pixels and, for each filter tap inside the input, touch one
+ * row of channels of x, dy (or out) and w: the innermost loop runs over channels, contiguous in
+ * all three, and vectorises. Channel c with multiplier q is output channel c*mult + q.
+ */
+#define DW_TAPS(g, b, oy, ox, BODY)                                                        \
+  for (size_t fy = 0; fy < (g)->f_h; fy++) {                                               \
+    const long iy = (long)(oy) * (g)->stride_h - (g)->pad_top + (long)fy * (g)->dil_h;    \
+    if (iy < 0 || iy >= (long)(g)->in_h) continue;                                         \
+    for (size_t fx = 0; fx < (g)->f_w; fx++) {                                             \
+      const long ix = (long)(ox) * (g)->stride_w - (g)->pad_left + (long)fx * (g)->dil_w; \
+      if (ix < 0 || ix >= (long)(g)->in_w) continue;                                       \
+      const size_t xi = (((b) * (g)->in_h + (size_t)iy) * (g)->in_w + (size_t)ix) * (g)->in_c; \
+      const size_t wi = (fy * (g)->f_w + fx) * (g)->out_c;                                 \
+      BODY                                                                                 \
+    }                                                                                      \
+  }
+
+static void depthwise_forward(const geom *g, const float *restrict x, const float *restrict w, float *restrict out) {
+  const size_t C = g->in_c, CM = g->out_c, mult = CM / C;
+  for (size_t b = 0; b < g->batch; b++)
+    for (size_t oy = 0; oy < g->out_h; oy++)
+      for (size_t ox = 0; ox < g->out_w; ox++) {
+        float *restrict o = out + ((b * g->out_h + oy) * g->out_w + ox) * CM;
+        memset(o, 0, sizeof(float) * CM);
+        DW_TAPS(g, b, oy, ox, {
+          const float *restrict xp = x + xi;
+          const float *restrict wp = w + wi;
+          if (mult == 1) {
+            for (size_t c = 0; c < C; c++) o[c] += xp[c] * wp[c];
+          } else {
+            for (size_t c = 0; c < C; c++)
+              for (size_t q = 0; q < mult; q++) o[c * mult + q] += xp[c] * wp[c * mult + q];
+          }
+        })
+      }
+}
+
+static void depthwise_backprop_input(const geom *g, const float *restrict dy, const float *restrict w, float *restrict dx) {
+  const size_t C = g->in_c, CM = g->out_c, mult = CM / C;
+  memset(dx, 0, sizeof(float) * (size_t)x_count(g));
+  for (size_t b = 0; b < g->batch; b++)
+    for (size_t oy = 0; oy < g->out_h; oy++)
+      for (size_t ox = 0; ox < g->out_w; ox++) {
+        const float *restrict d = dy + ((b * g->out_h + oy) * g->out_w + ox) * CM;
+        DW_TAPS(g, b, oy, ox, {
+          float *restrict xp = dx + xi;
+          const float *restrict wp = w + wi;
+          if (mult == 1) {
+            for (size_t c = 0; c < C; c++) xp[c] += d[c] * wp[c];
+          } else {
+            for (size_t c = 0; c < C; c++) {
+              float s = 0.0f;
+              for (size_t q = 0; q < mult; q++) s += d[c * mult + q] * wp[c * mult + q];
+              xp[c] += s;
+            }
+          }
+        })
+      }
+}
+
+/* Sums over every output pixel of the batch: accumulated in double, then rounded once to float32. */
+static void depthwise_backprop_filter(const geom *g, const float *restrict x, const float *restrict dy, double *restrict acc, float *restrict dw) {
+  const size_t C = g->in_c, CM = g->out_c, mult = CM / C, n = g->f_h * g->f_w * CM;
+  memset(acc, 0, sizeof(double) * n);
+  for (size_t b = 0; b < g->batch; b++)
+    for (size_t oy = 0; oy < g->out_h; oy++)
+      for (size_t ox = 0; ox < g->out_w; ox++) {
+        const float *restrict d = dy + ((b * g->out_h + oy) * g->out_w + ox) * CM;
+        DW_TAPS(g, b, oy, ox, {
+          const float *restrict xp = x + xi;
+          double *restrict ap = acc + wi;
+          if (mult == 1) {
+            for (size_t c = 0; c < C; c++) ap[c] += (double)xp[c] * (double)d[c];
+          } else {
+            for (size_t c = 0; c < C; c++)
+              for (size_t q = 0; q < mult; q++) ap[c * mult + q] += (double)xp[c] * (double)d[c * mult + q];
+          }
+        })
+      }
+  for (size_t i = 0; i < n; i++) dw[i] = (float)acc[i];
+}
+
+/* depthwiseConv2d(heap, ...geometry, xOff, wOff, outOff): out_c = in_c * multiplier, filter [f_h, f_w, in_c, mult]. */
+napi_value DepthwiseConv2d(napi_env env, napi_callback_info info) {
+  char *heap;
+  size_t heap_len;
+  double a[18];
+  geom g;
+  if (!read_args(env, info, 19, &heap, &heap_len, a) || !read_geom(env, a, 1, "depthwiseConv2d", &g)) return NULL;
+  if (!in_heap(env, heap_len, a[15], x_count(&g), "depthwiseConv2d input") || !in_heap(env, heap_len, a[16], w_count(&g, 1), "depthwiseConv2d filter") ||
+      !in_heap(env, heap_len, a[17], y_count(&g), "depthwiseConv2d output"))
+    return NULL;
+  depthwise_forward(&g, (const float *)(heap + (size_t)a[15]), (const float *)(heap + (size_t)a[16]), (float *)(heap + (size_t)a[17]));
+  return NULL;
+}
+
+/* depthwiseConv2dBackpropInput(heap, ...geometry, dyOff, wOff, dxOff). */
+napi_value DepthwiseConv2dBackpropInput(napi_env env, napi_callback_info info) {
+  char *heap;
+  size_t heap_len;
+  double a[18];
+  geom g;
+  if (!read_args(env, info, 19, &heap, &heap_len, a) || !read_geom(env, a, 1, "depthwiseConv2dBackpropInput", &g)) return NULL;
+  if (!in_heap(env, heap_len, a[15], y_count(&g), "depthwiseConv2dBackpropInput dy") ||
+      !in_heap(env, heap_len, a[16], w_count(&g, 1), "depthwiseConv2dBackpropInput filter") ||
+      !in_heap(env, heap_len, a[17], x_count(&g), "depthwiseConv2dBackpropInput dx"))
+    return NULL;
+  depthwise_backprop_input(&g, (const float *)(heap + (size_t)a[15]), (const float *)(heap + (size_t)a[16]), (float *)(heap + (size_t)a[17]));
+  return NULL;
+}
+
+/* depthwiseConv2dBackpropFilter(heap, ...geometry, xOff, dyOff, dwOff). */
+napi_value DepthwiseConv2dBackpropFilter(napi_env env, napi_callback_info info) {
+  char *heap;
+  size_t heap_len;
+  double a[18];
+  geom g;
+  if (!read_args(env, info, 19, &heap, &heap_len, a) || !read_geom(env, a, 1, "depthwiseConv2dBackpropFilter", &g)) return NULL;
+  if (!in_heap(env, heap_len, a[15], x_count(&g), "depthwiseConv2dBackpropFilter x") ||
+      !in_heap(env, heap_len, a[16], y_count(&g), "depthwiseConv2dBackpropFilter dy") ||
+      !in_heap(env, heap_len, a[17], w_count(&g, 1), "depthwiseConv2dBackpropFilter dw"))
+    return NULL;
+  const size_t n = (size_t)w_count(&g, 1);
+  double *acc = (double *)malloc(sizeof(double) * n + sizeof(double));
+  if (acc == NULL) {
+    napi_throw_error(env, NULL, "jointly-native depthwiseConv2dBackpropFilter: could not allocate the accumulator");
+    return NULL;
+  }
+  depthwise_backprop_filter(&g, (const float *)(heap + (size_t)a[15]), (const float *)(heap + (size_t)a[16]), acc, (float *)(heap + (size_t)a[17]));
+  free(acc);
+  return NULL;
+}
