@@ -86,8 +86,8 @@ function make(native: NativeKernels | undefined, stock: tf.KernelFunc | undefine
     checkInput(NAME, "dy", dy);
     checkInput(NAME, "filter", filter);
     const info = convInfo(a.inputShape, filter.shape, a, false);
-    checkShape(NAME, "dy", dy.shape, info.outShape);
     checkChannels(NAME, info, filter.shape);
+    checkShape(NAME, "dy", dy.shape, info.outShape);
     const dilated = info.dilationHeight > 1 || info.dilationWidth > 1;
     const channelsFirst = info.dataFormat === "channelsFirst";
     const inShape = nhwcShape(a.inputShape, channelsFirst);

@@ -26,10 +26,10 @@ function make(native: NativeKernels | undefined): tf.KernelFunc {
     checkInput(NAME, "x", x);
     checkInput(NAME, "dy", dy);
     const info = convInfo(x.shape, a.filterShape, { ...a, dataFormat: "NHWC" }, true);
-    checkShape(NAME, "dy", dy.shape, info.outShape);
     if (a.filterShape[2] !== info.inChannels) {
       throw new Error(`${NAME} (wasm): filterShape [${a.filterShape}] has ${a.filterShape[2]} input channels, but x has ${info.inChannels}.`);
     }
+    checkShape(NAME, "dy", dy.shape, info.outShape);
     const out = wasm.makeOutput([...a.filterShape], "float32");
     const size = prod(a.filterShape);
     if (size === 0) return out;

@@ -25,10 +25,10 @@ function make(native: NativeKernels | undefined): tf.KernelFunc {
     checkInput(NAME, "dy", dy);
     checkInput(NAME, "filter", filter);
     const info = convInfo(a.inputShape, filter.shape, { ...a, dataFormat: "NHWC" }, true);
-    checkShape(NAME, "dy", dy.shape, info.outShape);
     if (filter.shape[2] !== info.inChannels) {
       throw new Error(`${NAME} (wasm): the filter has ${filter.shape[2]} input channels (shape [${filter.shape}]), but inputShape [${a.inputShape}] has ${info.inChannels}.`);
     }
+    checkShape(NAME, "dy", dy.shape, info.outShape);
     const out = wasm.makeOutput([...a.inputShape], "float32");
     const size = prod(a.inputShape);
     if (size === 0) return out;

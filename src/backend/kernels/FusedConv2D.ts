@@ -1,14 +1,16 @@
 /**
- * `FusedConv2D` for wasm (an override, with the native addon only): Conv2D + bias + activation in
- * one native call (native/conv.c: im2col + sgemm, the bias as sgemm's starting value, the
- * activation on each block of rows). Activations linear, relu, relu6, leakyrelu, sigmoid and elu;
- * prelu (and any other) goes to the stock kernel. NCHW is transposed to NHWC and back. Without
- * the addon the stock kernel stays.
+ * `FusedConv2D` for wasm (an override): Conv2D + bias + activation in one call. With the native
+ * addon: im2col + sgemm with the bias as sgemm's starting value and the activation applied per
+ * block of rows (native/conv.c); prelu goes through XNNPACK's epilogue. Without it: the stock
+ * XNNPACK convolution given explicit pads (./conv2d-forward.ts says which geometries that fixes).
+ * Also takes a single-value bias (the stock kernel demands rank 1) and NCHW (transposed to NHWC
+ * and back).
  */
 import type * as tf from "@tensorflow/tfjs";
 import type { WasmBackend } from "../wasm-internals.js";
-import { nativeConv2dForward, type ConvAttrs } from "./conv-util.js";
-import { FUSABLE_ACTIVATION, fusableActivation } from "./fusable-activation.js";
+import type { ConvAttrs } from "./conv-util.js";
+import { conv2dForward } from "./conv2d-forward.js";
+import { fusableActivation } from "./fusable-activation.js";
 import type { WasmKernel } from "./types.js";
 
 interface Attrs extends ConvAttrs {
@@ -19,21 +21,21 @@ interface Attrs extends ConvAttrs {
 export const fusedConv2DKernel: WasmKernel = {
   kernelName: "FusedConv2D",
   role: "override",
-  make: (native, stock) => {
-    if (native === undefined) return undefined;
-    return (args) => {
-      const { x, filter, bias } = args.inputs as { x: tf.TensorInfo; filter: tf.TensorInfo; bias?: tf.TensorInfo | null };
-      const a = args.attrs as unknown as Attrs;
-      const activation = fusableActivation(a.activation);
-      if (activation === undefined || activation === FUSABLE_ACTIVATION.prelu) {
-        if (stock === undefined) throw new Error(`FusedConv2D (wasm): activation '${a.activation}' needs the stock kernel, which is not registered.`);
-        return stock(args);
-      }
-      return nativeConv2dForward(native, args.backend as unknown as WasmBackend, "FusedConv2D", x, filter, a, {
-        bias: bias ?? undefined,
-        activation,
-        leakyreluAlpha: a.leakyreluAlpha ?? 0,
-      });
+  make: (native) => (args) => {
+    const { x, filter, bias, preluActivationWeights } = args.inputs as {
+      x: tf.TensorInfo;
+      filter: tf.TensorInfo;
+      bias?: tf.TensorInfo | null;
+      preluActivationWeights?: tf.TensorInfo | null;
     };
+    const a = args.attrs as unknown as Attrs;
+    const activation = fusableActivation(a.activation);
+    if (activation === undefined) throw new Error(`${a.activation} activation not yet supported for FusedConv2D in the wasm backend.`);
+    return conv2dForward(native, args.backend as unknown as WasmBackend, "FusedConv2D", x, filter, a, {
+      bias: bias ?? undefined,
+      activation,
+      prelu: preluActivationWeights ?? undefined,
+      leakyreluAlpha: a.leakyreluAlpha ?? 0,
+    });
   },
 };

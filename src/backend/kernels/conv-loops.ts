@@ -153,3 +153,65 @@ export function conv2DBackpropInputLoop(g: Info, dy: Float32Array, w: Float32Arr
   }
   dx.set(acc);
 }
+
+/** y[b, oy, ox, co] = Σ over taps inside the input of Σ_ci x[b, iy, ix, ci] · w[fy, fx, ci, co], in float64 per output pixel. */
+export function conv2DForwardLoop(g: Info, x: Float32Array, w: Float32Array, y: Float32Array): void {
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, outChannels: N } = g;
+  const { filterHeight: FH, filterWidth: FW, strideHeight: SH, strideWidth: SW, dilationHeight: DH, dilationWidth: DW } = g;
+  const PT = g.padInfo.top;
+  const PL = g.padInfo.left;
+  const acc = new Float64Array(N);
+  for (let b = 0; b < B; b++) {
+    for (let oy = 0; oy < OH; oy++) {
+      for (let ox = 0; ox < OW; ox++) {
+        acc.fill(0);
+        for (let fy = 0; fy < FH; fy++) {
+          const iy = oy * SH - PT + fy * DH;
+          if (iy < 0 || iy >= H) continue;
+          for (let fx = 0; fx < FW; fx++) {
+            const ix = ox * SW - PL + fx * DW;
+            if (ix < 0 || ix >= W) continue;
+            const xo = ((b * H + iy) * W + ix) * C;
+            let wo = (fy * FW + fx) * C * N;
+            for (let ci = 0; ci < C; ci++, wo += N) {
+              const v = x[xo + ci];
+              for (let co = 0; co < N; co++) acc[co] += v * w[wo + co];
+            }
+          }
+        }
+        y.set(acc, ((b * OH + oy) * OW + ox) * N);
+      }
+    }
+  }
+}
+
+/** y[b, oy, ox, c·mult + q] = Σ over taps inside the input of x[b, iy, ix, c] · w[fy, fx, c, q] (float32 sums of at most fh·fw terms). */
+export function depthwiseForwardLoop(g: Info, x: Float32Array, w: Float32Array, y: Float32Array): void {
+  const { batchSize: B, inHeight: H, inWidth: W, inChannels: C, outHeight: OH, outWidth: OW, outChannels: CM } = g;
+  const { filterHeight: FH, filterWidth: FW, strideHeight: SH, strideWidth: SW, dilationHeight: DH, dilationWidth: DW } = g;
+  const PT = g.padInfo.top;
+  const PL = g.padInfo.left;
+  const mult = CM / C;
+  y.fill(0);
+  for (let b = 0; b < B; b++) {
+    for (let oy = 0; oy < OH; oy++) {
+      for (let ox = 0; ox < OW; ox++) {
+        const yo = ((b * OH + oy) * OW + ox) * CM;
+        for (let fy = 0; fy < FH; fy++) {
+          const iy = oy * SH - PT + fy * DH;
+          if (iy < 0 || iy >= H) continue;
+          for (let fx = 0; fx < FW; fx++) {
+            const ix = ox * SW - PL + fx * DW;
+            if (ix < 0 || ix >= W) continue;
+            const xo = ((b * H + iy) * W + ix) * C;
+            const wo = (fy * FW + fx) * CM;
+            for (let c = 0; c < C; c++) {
+              const v = x[xo + c];
+              for (let q = 0, k = c * mult; q < mult; q++, k++) y[yo + k] += v * w[wo + k];
+            }
+          }
+        }
+      }
+    }
+  }
+}

@@ -5,8 +5,8 @@
  * paths.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { ConvGeometryArgs, NativeKernels } from "../native.js";
-import { byteOffset, prod, type WasmBackend } from "../wasm-internals.js";
+import type { ConvGeometryArgs } from "../native.js";
+import type { WasmBackend } from "../wasm-internals.js";
 
 type Pair = number | [number, number];
 type Pad = "same" | "valid" | number | tf.backend_util.ExplicitPadding;
@@ -122,9 +122,10 @@ export function nhwcShape(shape: readonly number[], channelsFirst: boolean): [nu
   return channelsFirst ? [a, c, d, b] : [a, b, c, d];
 }
 
-type WasmConv2dFn = (...args: number[]) => void;
+type WasmConvFn = (...args: number[]) => void;
 // One wrapped C function per backend instance, so a re-created wasm backend gets its own.
-const conv2dFns = new WeakMap<object, WasmConv2dFn>();
+const convFns = new WeakMap<object, WasmConvFn>();
+const depthwiseFns = new WeakMap<object, WasmConvFn>();
 
 /** Geometry of one call of the wasm backend's own (XNNPACK) NHWC convolution. */
 export interface XnnConvGeometry {
@@ -141,21 +142,91 @@ export interface XnnConvGeometry {
 }
 
 /**
- * Runs the wasm backend's XNNPACK convolution (the C function behind the stock Conv2D kernel) on
- * `x` [batch, h, w, inC] with `filter` [fh, fw, inC, outC] and explicit pads (all >= 0): returns
- * a new [batch, oh, ow, outC] tensor. XNNPACK keeps the operator it builds until `filter` is
- * disposed, so a temporary filter costs one packing per call.
+ * The XNNPACK geometry of a forward convolution with explicit pads that give XNNPACK's output
+ * tfjs's size, or undefined when none can (see ./conv2d-forward.ts).
  */
-export function xnnConv2d(backend: WasmBackend, x: tf.TensorInfo, filter: tf.TensorInfo, g: XnnConvGeometry): tf.TensorInfo {
-  let fn = conv2dFns.get(backend);
+export function xnnForwardPads(info: tf.backend_util.Conv2DInfo): XnnConvGeometry | undefined {
+  const extH = (info.filterHeight - 1) * info.dilationHeight + 1;
+  const extW = (info.filterWidth - 1) * info.dilationWidth + 1;
+  // Enough after-padding for the last output row to exist; 0 when the forward never reads the last input rows.
+  const g: XnnConvGeometry = {
+    filterHeight: info.filterHeight,
+    filterWidth: info.filterWidth,
+    padTop: info.padInfo.top,
+    padLeft: info.padInfo.left,
+    padBottom: Math.max(0, (info.outHeight - 1) * info.strideHeight + extH - info.inHeight - info.padInfo.top),
+    padRight: Math.max(0, (info.outWidth - 1) * info.strideWidth + extW - info.inWidth - info.padInfo.left),
+    strideHeight: info.strideHeight,
+    strideWidth: info.strideWidth,
+    dilationHeight: info.dilationHeight,
+    dilationWidth: info.dilationWidth,
+  };
+  const oh = xnnOutSize(info.inHeight, g.padTop, g.padBottom, g.filterHeight, g.strideHeight, g.dilationHeight);
+  const ow = xnnOutSize(info.inWidth, g.padLeft, g.padRight, g.filterWidth, g.strideWidth, g.dilationWidth);
+  return oh === info.outHeight && ow === info.outWidth ? g : undefined;
+}
+
+/** What the wasm backend's fused convolution applies after the product (ids 0: none). */
+export interface XnnEpilogue {
+  biasId: number;
+  activation: number;
+  preluId: number;
+  leakyreluAlpha: number;
+}
+
+/** The output size of a convolution along one axis, as XNNPACK computes it from explicit pads. */
+export function xnnOutSize(inSize: number, padBefore: number, padAfter: number, filter: number, stride: number, dilation: number): number {
+  return Math.floor((inSize + padBefore + padAfter - ((filter - 1) * dilation + 1)) / stride) + 1;
+}
+
+/**
+ * Runs the wasm backend's XNNPACK convolution (the C function behind the stock FusedConv2D
+ * kernel, so with its bias / activation epilogue) on `x` [batch, h, w, inC] with `filter`
+ * [fh, fw, inC, outC] and explicit pads (all >= 0; never XNNPACK's TensorFlow-SAME mode, which
+ * rejects some geometries the stock kernel then leaves unwritten): returns a new
+ * [batch, oh, ow, outC] tensor. XNNPACK keeps the operator it builds until `filter` is disposed,
+ * so a temporary filter costs one packing per call.
+ */
+export function xnnConv2d(backend: WasmBackend, x: tf.TensorInfo, filter: tf.TensorInfo, g: XnnConvGeometry, epi?: XnnEpilogue): tf.TensorInfo {
+  let fn = convFns.get(backend);
   if (fn === undefined) {
-    fn = backend.wasm.cwrap("Conv2D", null, new Array<string>(19).fill("number")) as WasmConv2dFn;
-    conv2dFns.set(backend, fn);
+    fn = backend.wasm.cwrap("FusedConv2D", null, new Array<string>(23).fill("number")) as WasmConvFn;
+    convFns.set(backend, fn);
   }
   const [batch, h, w, inC] = x.shape as [number, number, number, number];
   const outC = filter.shape[3]!;
-  const oh = Math.floor((h + g.padTop + g.padBottom - ((g.filterHeight - 1) * g.dilationHeight + 1)) / g.strideHeight) + 1;
-  const ow = Math.floor((w + g.padLeft + g.padRight - ((g.filterWidth - 1) * g.dilationWidth + 1)) / g.strideWidth) + 1;
+  const oh = xnnOutSize(h, g.padTop, g.padBottom, g.filterHeight, g.strideHeight, g.dilationHeight);
+  const ow = xnnOutSize(w, g.padLeft, g.padRight, g.filterWidth, g.strideWidth, g.dilationWidth);
+  const out = backend.makeOutput([batch, oh, ow, outC], "float32");
+  const id = (t: tf.TensorInfo): number => {
+    const d = backend.dataIdMap.get(t.dataId);
+    if (d === undefined) throw new Error("jointly conv kernels: a tensor is not on the wasm backend");
+    return d.id;
+  };
+  fn(
+    id(x), batch, h, w, id(filter), g.filterHeight, g.filterWidth, epi?.biasId ?? 0,
+    g.padTop, g.padRight, g.padBottom, g.padLeft, 0,
+    g.dilationHeight, g.dilationWidth, g.strideHeight, g.strideWidth, inC, outC,
+    epi?.activation ?? 0, epi?.preluId ?? 0, epi?.leakyreluAlpha ?? 0, id(out),
+  );
+  return out;
+}
+
+/**
+ * The wasm backend's XNNPACK depthwise convolution (the C function behind the stock
+ * DepthwiseConv2dNative kernel) with explicit pads, as {@link xnnConv2d}: `filter` is
+ * [fh, fw, inC, mult], the output [batch, oh, ow, inC·mult].
+ */
+export function xnnDepthwiseConv2d(backend: WasmBackend, x: tf.TensorInfo, filter: tf.TensorInfo, g: XnnConvGeometry): tf.TensorInfo {
+  let fn = depthwiseFns.get(backend);
+  if (fn === undefined) {
+    fn = backend.wasm.cwrap("DepthwiseConv2dNative", null, new Array<string>(19).fill("number")) as WasmConvFn;
+    depthwiseFns.set(backend, fn);
+  }
+  const [batch, h, w, inC] = x.shape as [number, number, number, number];
+  const outC = inC * filter.shape[3]!;
+  const oh = xnnOutSize(h, g.padTop, g.padBottom, g.filterHeight, g.strideHeight, g.dilationHeight);
+  const ow = xnnOutSize(w, g.padLeft, g.padRight, g.filterWidth, g.strideWidth, g.dilationWidth);
   const out = backend.makeOutput([batch, oh, ow, outC], "float32");
   const id = (t: tf.TensorInfo): number => {
     const d = backend.dataIdMap.get(t.dataId);
@@ -168,62 +239,4 @@ export function xnnConv2d(backend: WasmBackend, x: tf.TensorInfo, filter: tf.Ten
     g.dilationHeight, g.dilationWidth, g.strideHeight, g.strideWidth, inC, outC, id(out),
   );
   return out;
-}
-
-/** The bias and activation fused into a forward convolution. */
-export interface ConvEpilogue {
-  /** outChannels values (any shape of that size), or a single value for every channel. */
-  bias?: tf.TensorInfo;
-  /** A {@link FUSABLE_ACTIVATION} code other than prelu. */
-  activation: number;
-  leakyreluAlpha: number;
-}
-
-/**
- * Conv2D (+ bias + activation) forward through the native addon (im2col + sgemm); NCHW tensors
- * are transposed to NHWC and back. Checks the inputs like the stock kernels do.
- */
-export function nativeConv2dForward(
-  native: NativeKernels,
-  wasm: WasmBackend,
-  kernelName: string,
-  x: tf.TensorInfo,
-  filter: tf.TensorInfo,
-  attrs: ConvAttrs,
-  epi: ConvEpilogue,
-): tf.TensorInfo {
-  checkInput(kernelName, "x", x);
-  checkInput(kernelName, "filter", filter);
-  const info = convInfo(x.shape, filter.shape, attrs, false);
-  checkChannels(kernelName, info, filter.shape);
-  const N = info.outChannels;
-  let scalarBias: tf.TensorInfo | undefined;
-  if (epi.bias !== undefined) {
-    const size = prod(epi.bias.shape);
-    if (epi.bias.dtype !== "float32") throw new Error(`${kernelName} (wasm): bias must be float32, but got ${epi.bias.dtype}.`);
-    if (size === 1 && N !== 1) {
-      // One value for every channel: spread it over a row of N for the native epilogue.
-      scalarBias = wasm.makeOutput([N], "float32");
-      const heap = heapF32(wasm);
-      heap.fill(heap[byteOffset(wasm, epi.bias) / 4]!, byteOffset(wasm, scalarBias) / 4, byteOffset(wasm, scalarBias) / 4 + N);
-    } else if (size !== N || epi.bias.shape[epi.bias.shape.length - 1] !== N) {
-      throw new Error(`${kernelName} (wasm): bias of shape [${epi.bias.shape}] is not one value per output channel (${N}) nor a single value.`);
-    }
-  }
-  const bias = scalarBias ?? epi.bias;
-  try {
-    const channelsFirst = info.dataFormat === "channelsFirst";
-    return inNhwc(wasm, channelsFirst, [x], false, ([xh]) => {
-      const out = wasm.makeOutput(nhwcShape(info.outShape, channelsFirst), "float32");
-      if (prod(info.outShape) === 0) return out;
-      native.conv2d(
-        wasm.wasm.HEAPU8.buffer, ...geometry(info),
-        byteOffset(wasm, xh!), byteOffset(wasm, filter), byteOffset(wasm, out),
-        bias === undefined ? -1 : byteOffset(wasm, bias), epi.activation, epi.leakyreluAlpha,
-      );
-      return out;
-    });
-  } finally {
-    if (scalarBias !== undefined) wasm.disposeData(scalarBias.dataId);
-  }
 }

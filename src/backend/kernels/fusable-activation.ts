@@ -19,3 +19,38 @@ export function fusableActivation(name: string | undefined): number | undefined 
   const key = (name ?? "linear") as FusableActivationName;
   return Object.hasOwn(FUSABLE_ACTIVATION, key) ? FUSABLE_ACTIVATION[key] : undefined;
 }
+
+/**
+ * Applies a fused activation in place, as the wasm backend's epilogue does: prelu multiplies a
+ * negative value at flat index i by weights[i mod weights.length] (the weights tiled over the output).
+ */
+export function applyActivation(values: Float32Array, activation: number, leakyreluAlpha: number, preluWeights?: Float32Array): void {
+  const n = values.length;
+  switch (activation) {
+    case FUSABLE_ACTIVATION.linear:
+      return;
+    case FUSABLE_ACTIVATION.relu:
+      for (let i = 0; i < n; i++) if (values[i]! < 0) values[i] = 0;
+      return;
+    case FUSABLE_ACTIVATION.relu6:
+      for (let i = 0; i < n; i++) values[i] = Math.min(6, Math.max(0, values[i]!));
+      return;
+    case FUSABLE_ACTIVATION.leakyrelu:
+      for (let i = 0; i < n; i++) if (values[i]! < 0) values[i] = leakyreluAlpha * values[i]!;
+      return;
+    case FUSABLE_ACTIVATION.sigmoid:
+      for (let i = 0; i < n; i++) values[i] = 1 / (1 + Math.exp(-values[i]!));
+      return;
+    case FUSABLE_ACTIVATION.elu:
+      for (let i = 0; i < n; i++) if (values[i]! < 0) values[i] = Math.expm1(values[i]!);
+      return;
+    case FUSABLE_ACTIVATION.prelu: {
+      if (preluWeights === undefined || preluWeights.length === 0) throw new Error("prelu activation needs preluActivationWeights");
+      const m = preluWeights.length;
+      for (let i = 0; i < n; i++) if (values[i]! < 0) values[i] = preluWeights[i % m]! * values[i]!;
+      return;
+    }
+    default:
+      throw new Error(`unknown fused activation code ${activation}`);
+  }
+}
