@@ -9,7 +9,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { JointTrainer } from "../src/train/joint-trainer.js";
 import { initBackend } from "../src/backend/init.js";
-import { fusedAdam } from "../src/backend/fused-optimizers.js";
+import { fusedAdam } from "../src/optimizers/index.js";
 
 const LR = 1e-3;
 let uid = 0;

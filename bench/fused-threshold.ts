@@ -1,14 +1,14 @@
 /**
  * Where FusedAdam's / FusedSGD's JS loop stops beating the stock optimizer: one variable of n
  * elements, one update with a fixed gradient, stock and fused (threshold lifted) alternating.
- * The crossover sets FUSED_ADAM_MAX_ELEMENTS / FUSED_SGD_MAX_ELEMENTS in src/backend/fused-optimizers.ts.
+ * The crossover sets FUSED_ADAM_MAX_ELEMENTS / FUSED_SGD_MAX_ELEMENTS in src/optimizers/fused-adam.ts and fused-sgd.ts.
  *
  * Run: `node --import tsx bench/fused-threshold.ts`
  */
 import * as tf from "@tensorflow/tfjs";
 import os from "node:os";
 import { initBackend } from "../src/backend/init.js";
-import { fusedAdam, fusedSgd, type FusedAdam, type FusedSGD } from "../src/backend/fused-optimizers.js";
+import { fusedAdam, fusedSgd, type FusedAdam, type FusedSGD } from "../src/optimizers/index.js";
 
 await initBackend({ backend: "wasm", report: false });
 console.log(`load ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}`);

@@ -11,7 +11,7 @@ import { JointTrainer } from "../src/train/joint-trainer.js";
 import { initBackend } from "../src/backend/init.js";
 import { fusedOpsActive } from "../src/backend/fused-ops.js";
 import { setNativeKernelsEnabled } from "../src/backend/native.js";
-import { fusedAdam } from "../src/backend/fused-optimizers.js";
+import { fusedAdam } from "../src/optimizers/index.js";
 
 await initBackend({ backend: "wasm", report: false });
 // Everything below is about the fused path: it must be on, or these tests test nothing.

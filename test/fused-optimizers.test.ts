@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { FusedAdam, FusedSGD, fusedAdam, fusedSgd } from "../src/backend/fused-optimizers.js";
+import { FusedAdam, FusedSGD, fusedAdam, fusedSgd } from "../src/optimizers/index.js";
 import { JointTrainer } from "../src/train/joint-trainer.js";
 import { optimizerGroups, setLearningRate } from "../src/train/optimizer-groups.js";
 import { initBackend } from "../src/backend/init.js";

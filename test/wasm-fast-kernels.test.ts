@@ -5,7 +5,7 @@ import "@tensorflow/tfjs-backend-wasm";
 import { registerWasmFastKernels } from "../src/backend/wasm-fast-kernels.js";
 import { registerMissingWasmKernels } from "../src/backend/wasm-kernels.js";
 import { activeNative, setNativeKernelsEnabled } from "../src/backend/native.js";
-import { fusedAdam } from "../src/backend/fused-optimizers.js";
+import { fusedAdam } from "../src/optimizers/index.js";
 import { Rng } from "../src/data/random.js";
 
 const rng = new Rng(99);
