@@ -1,13 +1,13 @@
 /**
- * Training-step timing on the wasm backend, stock matmul kernels vs registerFastWasmMatMul() (whose
- * products run through the native addon's BLAS when it is built; JOINTLY_NATIVE=0 times the pure-wasm
- * XNNPACK path instead).
+ * Training-step timing on the wasm backend, stock matmul kernels vs jointly's
+ * (src/backend/kernels/BatchMatMul.ts and _FusedMatMul.ts, whose products run through the native
+ * addon's BLAS when it is built; JOINTLY_NATIVE=0 times the pure-wasm XNNPACK path instead).
  * Model: input 32 -> Dense(W, relu) -> Dense(W, relu) -> heads Dense(2) (softmax CE) and Dense(1) (MSE),
  * loss 0.7 CE + 0.3 MSE, Adam 1e-3. Run: node --import tsx bench/wasm-matmul.ts [reps]
  */
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
-import { registerFastWasmMatMul } from "../src/backend/wasm-matmul.js";
+import { registerWasmKernels } from "../src/backend/kernels/register-all.js";
 
 interface Setup {
   width: number;
@@ -51,7 +51,7 @@ function timeSteps(model: tf.LayersModel, opt: tf.Optimizer, x: tf.Tensor, yCls:
     loss?.dispose();
   };
   const timed = (fast: boolean): number => {
-    const handle = fast ? registerFastWasmMatMul() : null;
+    const handle = fast ? registerWasmKernels({ only: ["BatchMatMul", "_FusedMatMul"] }) : null;
     const t0 = performance.now();
     step();
     const ms = performance.now() - t0;

@@ -19,7 +19,7 @@ export * as weighting from "./weighting/index.js";
 export { createWeighting, weightingNames, weightingRequirements } from "./weighting/index.js";
 /** Adam and SGD that update each variable and its slots in one pass on wasm (same numbers as tf.train). */
 export { FusedAdam, FusedSGD, fusedAdam, fusedSgd, type FusedUpdateCounts } from "./optimizers/index.js";
-export { dense, type FusedActivation } from "./backend/fused-ops.js";
+export { dense, type FusedActivation } from "./ops/dense.js";
 export { nativeKernels, setNativeKernelsEnabled, type NativeStatus } from "./backend/native.js";
 /** Many independent networks: partitions, pipelines, atomic model files, training jobs, a worker pool, vectorised ensembles. */
 export * from "./parallel/index.js";

@@ -108,12 +108,12 @@ test("on wasm the fast matmul, identity, native and missing segment-sum kernels 
   assert.equal(on.status, 0, on.stderr);
   const onOut = JSON.parse(on.stdout.trim());
   assert.match(onOut.native, /^native kernels on \(OpenBLAS [\d.]+, 1 BLAS thread\)$/);
-  assert.deepEqual({ ...onOut, native: undefined }, { fast: ["wasm-matmul", "wasm-fast-kernels", "native-blas", "wasm-segment-sum"], native: undefined, replaced: true, segmentSum: true });
+  assert.deepEqual({ ...onOut, native: undefined }, { fast: ["wasm-matmul", "wasm-fast-kernels", "native-blas", "wasm-segment-sum", "wasm-kernels"], native: undefined, replaced: true, segmentSum: true });
   // Without the addon the wasm fast paths stay, and the report says why the native kernels are off.
   const noNative = inFreshProcess(code, { [BACKEND_ENV]: "", JOINTLY_NATIVE: "0" });
   assert.equal(noNative.status, 0, noNative.stderr);
   assert.deepEqual(JSON.parse(noNative.stdout.trim()), {
-    fast: ["wasm-matmul", "wasm-fast-kernels", "wasm-segment-sum"],
+    fast: ["wasm-matmul", "wasm-fast-kernels", "wasm-segment-sum", "wasm-kernels"],
     native: "native kernels off: switched off (JOINTLY_NATIVE=0)",
     replaced: true,
     segmentSum: true,
@@ -123,6 +123,7 @@ test("on wasm the fast matmul, identity, native and missing segment-sum kernels 
   assert.match(JSON.parse(missing.stdout.trim()).native, /native kernels off: not built \(\/nonexistent\/jointly_native\.node does not exist; run `npm run native`\)/);
   const off = inFreshProcess(code, { [BACKEND_ENV]: "", JOINTLY_FAST_PATHS: "0" });
   assert.equal(off.status, 0, off.stderr);
-  // The missing kernel stays: it is needed for correctness (gather gradients), not for speed.
-  assert.deepEqual(JSON.parse(off.stdout.trim()), { fast: ["wasm-segment-sum"], replaced: false, segmentSum: true });
+  // The missing kernel and the fixes ("wasm-kernels") stay: they are needed for correctness (gather
+  // gradients, max-pool gradients), not for speed.
+  assert.deepEqual(JSON.parse(off.stdout.trim()), { fast: ["wasm-segment-sum", "wasm-kernels"], replaced: false, segmentSum: true });
 });

@@ -9,7 +9,7 @@ import { directForward } from "../src/train/direct-forward.js";
 import { trainable } from "../src/train/model.js";
 import { JointTrainer } from "../src/train/joint-trainer.js";
 import { initBackend } from "../src/backend/init.js";
-import { fusedOpsActive } from "../src/backend/fused-ops.js";
+import { fusedOpsActive } from "../src/ops/fused.js";
 import { setNativeKernelsEnabled } from "../src/backend/native.js";
 import { fusedAdam } from "../src/optimizers/index.js";
 

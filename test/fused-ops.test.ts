@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../src/backend/init.js";
-import { fusedDense, fusedOpsActive } from "../src/backend/fused-ops.js";
+import { fusedDense, fusedOpsActive } from "../src/ops/fused.js";
 import { setNativeKernelsEnabled } from "../src/backend/native.js";
 import { mse, softmaxCrossEntropy, binaryCrossEntropy, type LossFn } from "../src/losses/per-task.js";
 

@@ -2,8 +2,8 @@ import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
-import { registerWasmFastKernels } from "../src/backend/wasm-fast-kernels.js";
-import { registerMissingWasmKernels } from "../src/backend/wasm-kernels.js";
+import { registerWasmKernels } from "../src/backend/kernels/register-all.js";
+import { unsortedSegmentSumKernel } from "../src/backend/kernels/UnsortedSegmentSum.js";
 import { activeNative, setNativeKernelsEnabled } from "../src/backend/native.js";
 import { fusedAdam } from "../src/optimizers/index.js";
 import { Rng } from "../src/data/random.js";
@@ -13,9 +13,13 @@ const rng = new Rng(99);
 before(async () => {
   await tf.setBackend("wasm");
   await tf.ready();
-  // tf.gather's gradient needs UnsortedSegmentSum, which stock tfjs-wasm lacks.
-  registerMissingWasmKernels();
+  // tf.gather's gradient needs UnsortedSegmentSum, which stock tfjs-wasm lacks: registered here for
+  // the whole file (stock and fast runs alike), outside the registrations the tests make and restore.
+  tf.registerKernel({ kernelName: "UnsortedSegmentSum", backendName: "wasm", kernelFunc: unsortedSegmentSumKernel.make(undefined, undefined)! });
 });
+
+/** Registers only the overrides of src/backend/kernels/{Identity,Cast,Sum,GatherV2,Concat,SplitV}.ts. */
+const registerFastKernels = () => registerWasmKernels({ only: ["Identity", "Cast", "Sum", "GatherV2", "Concat", "SplitV"] });
 
 interface Internals {
   dataIdMap: { get(id: object): { memoryOffset: number; refCount: number } | undefined };
@@ -23,7 +27,7 @@ interface Internals {
 const internals = (): Internals => tf.backend() as unknown as Internals;
 
 test("Identity shares the buffer: a clone has the same memory, outlives its source, and nothing leaks", () => {
-  const h = registerWasmFastKernels();
+  const h = registerFastKernels();
   try {
     const before = tf.memory();
     const x = tf.tensor2d([[1, 2], [3, 4]]);
@@ -43,7 +47,7 @@ test("Identity shares the buffer: a clone has the same memory, outlives its sour
 });
 
 test("a fused optimizer never writes into a buffer a clone still shares", () => {
-  const h = registerWasmFastKernels();
+  const h = registerFastKernels();
   try {
     const v = tf.variable(tf.tensor1d([1, 2, 3]), true, `shared_${rng.next()}`);
     const snapshot = tf.clone(v); // shares v's buffer through the sharing Identity
@@ -84,7 +88,7 @@ test("Sum over leading axes (native) gives the stock kernel's bits; other reduct
     for (const axis of axesList) for (const keepDims of [false, true]) cases.push({ shape, data, axis, keepDims });
   }
   const stock = sums(cases);
-  const h = registerWasmFastKernels();
+  const h = registerFastKernels();
   try {
     const fast = sums(cases);
     cases.forEach((c, i) => {
@@ -125,7 +129,7 @@ test("gradients of a Dense model with relu are the same with and without the fas
   setNativeKernelsEnabled(false);
   const stock = grads();
   setNativeKernelsEnabled(true);
-  const h = registerWasmFastKernels();
+  const h = registerFastKernels();
   try {
     const before = tf.memory().numTensors;
     const fast = grads();
@@ -139,7 +143,7 @@ test("gradients of a Dense model with relu are the same with and without the fas
 });
 
 test("Cast to the same dtype shares the buffer; a real cast still converts", () => {
-  const h = registerWasmFastKernels();
+  const h = registerFastKernels();
   try {
     const x = tf.tensor1d([1.5, -2.5, 3]);
     const same = tf.cast(x, "float32");
@@ -158,7 +162,7 @@ test("Cast to the same dtype shares the buffer; a real cast still converts", () 
 function bothWays(f: () => tf.Tensor[]): { stock: { shape: number[]; data: number[] }[]; fast: { shape: number[]; data: number[] }[] } {
   const read = (): { shape: number[]; data: number[] }[] => tf.tidy(() => f().map((t) => ({ shape: t.shape, data: Array.from(t.dataSync()) })));
   const stock = read();
-  const h = registerWasmFastKernels();
+  const h = registerFastKernels();
   try {
     return { stock, fast: read() };
   } finally {
@@ -177,7 +181,7 @@ test("GatherV2 on axis 0 (native rows) equals the stock kernel for float32 and i
 });
 
 test("GatherV2 with an index outside the table names the index, its position and the table's shape", () => {
-  const h = registerWasmFastKernels();
+  const h = registerFastKernels();
   try {
     const table = tf.zeros([10, 4]);
     const ids = tf.tensor1d([1, 2, 10, 3], "int32");
@@ -232,7 +236,7 @@ test("embedding-style training step (gather, concat, their gradients) is the sam
       return vars.map((v) => Array.from(grads[v.name]!.dataSync()));
     });
   const stock = grads();
-  const h = registerWasmFastKernels();
+  const h = registerFastKernels();
   try {
     grads();
     const before = tf.memory().numTensors;

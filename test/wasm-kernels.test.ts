@@ -3,7 +3,10 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { Rng } from "../src/data/random.js";
-import { registerMissingWasmKernels } from "../src/backend/wasm-kernels.js";
+import { registerWasmKernels } from "../src/backend/kernels/register-all.js";
+
+/** Registers only the missing kernel (src/backend/kernels/UnsortedSegmentSum.ts). */
+const registerSegmentSum = () => registerWasmKernels({ only: ["UnsortedSegmentSum"] });
 
 // Seeded, so every run draws the same shapes and values.
 const rng = new Rng(20250117);
@@ -64,13 +67,13 @@ before(async () => {
     () => tf.grad((x: tf.Tensor) => tf.gather(x, tf.tensor1d([0, 0], "int32")).sum())(tf.ones([2, 2])),
     /Kernel 'UnsortedSegmentSum' not registered for backend 'wasm'/,
   );
-  const handle = registerMissingWasmKernels();
+  const handle = registerSegmentSum();
   assert.deepEqual(handle.registered, ["UnsortedSegmentSum"]);
 });
 
 test("registration is idempotent, restore removes only what it added, and an existing kernel is left alone", () => {
-  const first = registerMissingWasmKernels();
-  assert.equal(registerMissingWasmKernels(), first);
+  const first = registerSegmentSum();
+  assert.equal(registerSegmentSum(), first);
   const ours = tf.getKernel("UnsortedSegmentSum", "wasm");
   assert.ok(ours);
   first.restore();
@@ -79,12 +82,12 @@ test("registration is idempotent, restore removes only what it added, and an exi
   // A kernel someone else registered is not ours to register over or to remove.
   const theirs: tf.KernelConfig = { kernelName: "UnsortedSegmentSum", backendName: "wasm", kernelFunc: ours.kernelFunc };
   tf.registerKernel({ ...theirs, kernelFunc: (args) => ours.kernelFunc(args) });
-  const other = registerMissingWasmKernels();
+  const other = registerSegmentSum();
   assert.deepEqual(other.registered, []);
   other.restore();
   assert.ok(tf.getKernel("UnsortedSegmentSum", "wasm"));
   tf.unregisterKernel("UnsortedSegmentSum", "wasm");
-  const again = registerMissingWasmKernels();
+  const again = registerSegmentSum();
   assert.deepEqual(again.registered, ["UnsortedSegmentSum"]);
 });
 

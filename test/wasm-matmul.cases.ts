@@ -8,7 +8,10 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-wasm";
 import { Rng } from "../src/data/random.js";
-import { registerFastWasmMatMul } from "../src/backend/wasm-matmul.js";
+import { registerWasmKernels } from "../src/backend/kernels/register-all.js";
+
+/** Registers only the two matmul overrides (src/backend/kernels/BatchMatMul.ts, _FusedMatMul.ts). */
+const registerMatMulKernels = () => registerWasmKernels({ only: ["BatchMatMul", "_FusedMatMul"] });
 
 // Seeded, so every run draws the same shapes and values.
 const rng = new Rng(20240611);
@@ -195,11 +198,11 @@ before(async () => {
   await tf.ready();
 });
 
-test("registerFastWasmMatMul is idempotent and restore() puts back the stock kernels", () => {
+test("registering the matmul kernels is idempotent and restore() puts back the stock kernels", () => {
   const stockBmm = tf.getKernel("BatchMatMul", "wasm");
   const stockFused = tf.getKernel("_FusedMatMul", "wasm");
-  const h1 = registerFastWasmMatMul();
-  const h2 = registerFastWasmMatMul();
+  const h1 = registerMatMulKernels();
+  const h2 = registerMatMulKernels();
   assert.equal(h1, h2);
   assert.notEqual(tf.getKernel("BatchMatMul", "wasm"), stockBmm);
   assert.notEqual(tf.getKernel("_FusedMatMul", "wasm"), stockFused);
@@ -217,7 +220,7 @@ test("BatchMatMul: random shapes, all transposes, batch 1 / >1 / broadcast, vs r
   cases.push({ c: { ...makeCase("none", false, true), aShape: [64, 100], bShape: [33, 100], aData: randData(6400), bData: randData(3300) }, kind: "none" });
 
   const stock = cases.map(({ c }) => run(c, false));
-  const h = registerFastWasmMatMul();
+  const h = registerMatMulKernels();
   try {
     cases.forEach(({ c, kind }, i) => {
       const what = `case ${i} ${kind} a=${c.aShape} b=${c.bShape} tA=${c.transposeA} tB=${c.transposeB}`;
@@ -251,7 +254,7 @@ test("_FusedMatMul: every activation, with and without bias, all transposes and 
       }
     }
   }
-  const h = registerFastWasmMatMul();
+  const h = registerMatMulKernels();
   try {
     cases.forEach((c, i) => {
       const what = `fused case ${i} ${c.activation} bias=${c.bias?.shape ?? "none"} a=${c.aShape} b=${c.bShape} tA=${c.transposeA} tB=${c.transposeB}`;
@@ -274,7 +277,7 @@ test("_FusedMatMul: equals the stock kernel where the stock kernel takes its XNN
     }
   }
   const stock = cases.map((c) => run(c, true));
-  const h = registerFastWasmMatMul();
+  const h = registerMatMulKernels();
   try {
     cases.forEach((c, i) => assertClose(run(c, true), stock[i], `fused stock-path case ${i} ${c.activation}`));
   } finally {
@@ -283,7 +286,7 @@ test("_FusedMatMul: equals the stock kernel where the stock kernel takes its XNN
 });
 
 test("_FusedMatMul: prelu weights that tile only the whole batched output", () => {
-  const h = registerFastWasmMatMul();
+  const h = registerMatMulKernels();
   try {
     for (const [ta, tb] of TRANSPOSES) {
       const c = makeCase("same", ta, tb, { activation: "prelu" });
@@ -314,7 +317,7 @@ test("matches the cpu backend on fused batch-1 products", async () => {
   await tf.setBackend("cpu");
   const cpu = cases.map((c) => run(c, true));
   await tf.setBackend("wasm");
-  const h = registerFastWasmMatMul();
+  const h = registerMatMulKernels();
   try {
     cases.forEach((c, i) => assertClose(run(c, true), cpu[i], `cpu case ${i} ${c.activation} tA=${c.transposeA} tB=${c.transposeB}`));
   } finally {
@@ -341,7 +344,7 @@ test("gradients of a small Dense model are the same with and without the overrid
     return { loss, g };
   };
   const stock = grads();
-  const h = registerFastWasmMatMul();
+  const h = registerMatMulKernels();
   let fast: ReturnType<typeof grads>;
   try {
     fast = grads();
@@ -360,7 +363,7 @@ test("gradients of a small Dense model are the same with and without the overrid
 });
 
 test("no leaks: tensors, data buffers, bytes and wasm heap flat across repeated calls", () => {
-  const h = registerFastWasmMatMul();
+  const h = registerMatMulKernels();
   try {
     const a = tf.tensor3d(randData(3 * 40 * 30), [3, 40, 30]);
     const b = tf.tensor3d(randData(3 * 50 * 40), [3, 50, 40]);
@@ -428,7 +431,7 @@ test("no leaks: tensors, data buffers, bytes and wasm heap flat across repeated 
 });
 
 test("shape errors are still reported", () => {
-  const h = registerFastWasmMatMul();
+  const h = registerMatMulKernels();
   try {
     assert.throws(() => tf.tidy(() => tf.matMul(tf.ones([4, 5]), tf.ones([6, 7]))), /inner shapes/);
     assert.throws(() => tf.tidy(() => tf.matMul(tf.ones([2, 4, 5]), tf.ones([3, 5, 7]))), /broadcast|Operands could not/i);
@@ -439,7 +442,7 @@ test("shape errors are still reported", () => {
 
 test("a bias reshaped from a rank-3 slice (same buffer, rank-1 tensor) is accepted", async () => {
   await tf.setBackend("wasm");
-  const handle = registerFastWasmMatMul();
+  const handle = registerMatMulKernels();
   try {
     const x = tf.tensor2d([[1, 2], [3, 4]]);
     const w = tf.tensor2d([[1, 0, 2], [0, 1, 3]]);
@@ -454,7 +457,7 @@ test("a bias reshaped from a rank-3 slice (same buffer, rank-1 tensor) is accept
 });
 
 test("narrow products (a head's 1-4 outputs, its weight gradient, the gradient into its input), every transpose, with bias and relu, vs reference", () => {
-  const h = registerFastWasmMatMul();
+  const h = registerMatMulKernels();
   try {
     // [M, K, N]: N narrow (forward of a head, and A^T B for its weight gradient), K narrow (dy W^T), plus
     // lengths that are not multiples of 8 and a long shared dimension.

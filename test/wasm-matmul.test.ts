@@ -17,7 +17,7 @@ await import("./wasm-matmul.cases.js");
 
 test("products go through the addon's gemm (and not through it when switched off)", async () => {
   const tf = await import("@tensorflow/tfjs");
-  const { registerFastWasmMatMul } = await import("../src/backend/wasm-matmul.js");
+  const { registerWasmKernels } = await import("../src/backend/kernels/register-all.js");
   await tf.setBackend("wasm");
   const native = activeNative()!;
   const original = native.gemm;
@@ -26,7 +26,7 @@ test("products go through the addon's gemm (and not through it when switched off
     calls++;
     original(...args);
   };
-  const h = registerFastWasmMatMul();
+  const h = registerWasmKernels({ only: ["BatchMatMul", "_FusedMatMul"] });
   try {
     const a = tf.randomNormal([40, 30], 0, 1, "float32", 1);
     const b = tf.randomNormal([40, 20], 0, 1, "float32", 2);

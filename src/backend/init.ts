@@ -71,44 +71,37 @@ async function applyFastPaths(name: BackendName, enabled: boolean): Promise<stri
   const { registerDilatedConvGradients } = await import("./gradients/dilated-conv.js");
   registerDilatedConvGradients();
   if (name !== "wasm") return [];
-  // Missing kernels are a matter of correctness, not speed (without UnsortedSegmentSum no gather or
-  // embedding can be trained on wasm), so they are added even when the fast paths are switched off.
-  const { registerMissingWasmKernels } = await import("./wasm-kernels.js");
-  const missing = registerMissingWasmKernels();
-  const added = missing.registered.includes("UnsortedSegmentSum") ? ["wasm-segment-sum"] : [];
-  // The kernel list of src/backend/kernels/ (the convolution gradients wasm lacks among them), then
-  // the cpu safety net for whatever wasm still lacks; overrides of stock kernels only with the fast paths.
+  // One list (src/backend/kernels/register-all.ts): fixes and missing kernels always (a matter of
+  // correctness: without UnsortedSegmentSum no gather or embedding can be trained on wasm), the
+  // overrides of stock kernels and jointly's own fused kernels only with the fast paths; then the
+  // cpu safety net for whatever wasm still lacks.
   const { registerWasmKernels } = await import("./kernels/register-all.js");
   const kernels = registerWasmKernels({ overrides: enabled });
-  if (kernels.registered.length > 0) added.push("wasm-kernels");
-  if (!enabled) {
-    restoreFastPaths = () => {
-      kernels.restore();
-      missing.restore();
-    };
-    return added;
+  restoreFastPaths = () => kernels.restore();
+  const has = (names: string[]): boolean => names.some((n) => kernels.registered.includes(n));
+  const native = enabled ? (await import("./native.js")).nativeKernels() : undefined;
+  if (native !== undefined) {
+    nativeNote = native.kernels
+      ? `native kernels on (${native.blas?.split(" ").slice(0, 2).join(" ")}, ${native.threads} BLAS thread${native.threads === 1 ? "" : "s"})`
+      : `native kernels off: ${native.reason}`;
   }
-  const { registerFastWasmMatMul } = await import("./wasm-matmul.js");
-  const { registerWasmFastKernels } = await import("./wasm-fast-kernels.js");
-  const { nativeKernels } = await import("./native.js");
-  const { registerFusedOps } = await import("./fused-ops.js");
-  const matmul = registerFastWasmMatMul();
-  const fast = registerWasmFastKernels();
-  // Registered once and left in place: they run only while wasm is active with the native addon.
-  registerFusedOps();
-  restoreFastPaths = () => {
-    kernels.restore();
-    missing.restore();
-    matmul.restore();
-    fast.restore();
-  };
-  const native = nativeKernels();
-  nativeNote = native.kernels
-    ? `native kernels on (${native.blas?.split(" ").slice(0, 2).join(" ")}, ${native.threads} BLAS thread${native.threads === 1 ? "" : "s"})`
-    : `native kernels off: ${native.reason}`;
   // Reported only when ours is the kernel in use, not when the backend already had one.
-  return ["wasm-matmul", "wasm-fast-kernels", ...(native.kernels ? ["native-blas"] : []), ...added];
+  return [
+    ...(has(REPORT_GROUPS["wasm-matmul"]) ? ["wasm-matmul"] : []),
+    ...(has(REPORT_GROUPS["wasm-fast-kernels"]) ? ["wasm-fast-kernels"] : []),
+    ...(native?.kernels ? ["native-blas"] : []),
+    ...(has(REPORT_GROUPS["wasm-segment-sum"]) ? ["wasm-segment-sum"] : []),
+    ...(kernels.registered.some((n) => !GROUPED.has(n)) ? ["wasm-kernels"] : []),
+  ];
 }
+
+/** The kernels behind each name of the report's fast paths; "wasm-kernels" stands for every other kernel of the list. */
+const REPORT_GROUPS = {
+  "wasm-matmul": ["BatchMatMul", "_FusedMatMul"],
+  "wasm-fast-kernels": ["Identity", "Cast", "Sum", "GatherV2", "Concat", "SplitV"],
+  "wasm-segment-sum": ["UnsortedSegmentSum"],
+};
+const GROUPED = new Set(Object.values(REPORT_GROUPS).flat());
 
 const TF_NAME: Record<BackendName, string> = {
   "tensorflow-gpu": "tensorflow",

@@ -4,7 +4,7 @@
  * A batch with no labelled rows contributes 0, not NaN.
  */
 import * as tf from "@tensorflow/tfjs";
-import { fusedLoss, type FusedLossName } from "../backend/fused-ops.js";
+import { fusedLoss, type FusedLossName } from "../ops/fused.js";
 
 /** (labels, predictions, mask?) => scalar loss. */
 export type LossFn = (labels: tf.Tensor, predictions: tf.Tensor, mask?: tf.Tensor) => tf.Scalar;
@@ -47,7 +47,7 @@ function sameShape(labels: tf.Tensor, predictions: tf.Tensor, loss: string): tf.
 }
 
 /**
- * The loss as one fused op (wasm with jointly's native addon; src/backend/fused-ops.ts): the mean
+ * The loss as one fused op (wasm with jointly's native addon; src/ops/fused.ts): the mean
  * directly without a mask, else per-row values for {@link maskedMean}. Undefined where the fused op
  * does not apply, and the composite ops below run instead.
  */

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { TableEmbedding } from "../layers/embedding.js";
-import { fusedActivationGrad, fusedDense } from "../backend/fused-ops.js";
+import { fusedActivationGrad, fusedDense, isFusedActivation } from "../ops/fused.js";
 
 /**
  * A direct forward pass for simple Layers models, bypassing tfjs-layers' graph executor (about a
@@ -15,7 +15,7 @@ import { fusedActivationGrad, fusedDense } from "../backend/fused-ops.js";
  * with masks or several outputs) gives `undefined`, and callers keep using `model.apply`.
  *
  * On wasm with the native addon, a Dense layer with a bias is jointly's fused Dense op instead
- * (fused-ops.ts): the same forward kernel, and a gradient of 4 kernels against ~9, which on small
+ * (src/ops/fused.ts): the same forward kernel, and a gradient of 4 kernels against ~9, which on small
  * models is most of a step's cost. Inside {@link reuseUpstream} (the per-task passes), layers that
  * cannot depend on the differentiated variables are computed once for all passes.
  *
@@ -23,10 +23,6 @@ import { fusedActivationGrad, fusedDense } from "../backend/fused-ops.js";
  * `model.fit`), so they are allowed.
  */
 export type DirectForward = (inputs: tf.Tensor | tf.Tensor[], training: boolean, outputs?: readonly number[]) => tf.Tensor[];
-
-type Activation = "linear" | "relu" | "relu6" | "elu" | "sigmoid";
-/** Activations `tf.fused.matMul` computes itself, by tfjs-layers class name. */
-const FUSED: Record<string, Activation> = { linear: "linear", relu: "relu", relu6: "relu6", elu: "elu", sigmoid: "sigmoid" };
 
 interface LayerLike {
   name: string;
@@ -648,12 +644,14 @@ function makeStep(layer: LayerLike, ins: tf.SymbolicTensor[], out: tf.SymbolicTe
     const kernel = d.kernel;
     const bias = d.bias;
     const act = d.activation;
-    const fused = act ? FUSED[act.getClassName()] : "linear";
+    // Activations that tf.fused.matMul and jointly's fused Dense compute themselves, by tfjs-layers class name.
+    const actName = act ? act.getClassName() : "linear";
+    const fused = isFusedActivation(actName) ? actName : undefined;
     const inId = inIds[0] as number;
     if (fused) {
       if (bias) {
         // jointly's fused Dense op where it applies (wasm with the native addon): the same forward
-        // kernel, and a 4-kernel gradient against ~9 for tf.fused.matMul's (see fused-ops.ts).
+        // kernel, and a 4-kernel gradient against ~9 for tf.fused.matMul's (see src/ops/fused.ts).
         return (v) => {
           const x = v.get(inId) as tf.Tensor;
           const k = kernel.read();

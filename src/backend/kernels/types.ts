@@ -16,7 +16,7 @@ export type KernelRole =
   | "fix"
   /** A kernel TensorFlow.js defines and the stock wasm backend lacks. */
   | "missing"
-  /** A kernel name of jointly's own (fused ops). */
+  /** A kernel name of jointly's own (fused ops; left out, like the overrides, when the fast paths are off). */
   | "new";
 
 export interface WasmKernel {
@@ -28,4 +28,6 @@ export interface WasmKernel {
    * (e.g. an override that only helps with the addon).
    */
   make(native: NativeKernels | undefined, stock: tf.KernelFunc | undefined): tf.KernelFunc | undefined;
+  /** The kernel's gradient (jointly's own kernels), registered and restored with it. */
+  gradient?: tf.GradConfig;
 }

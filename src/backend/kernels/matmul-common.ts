@@ -1,5 +1,6 @@
 /**
- * Faster matrix products on the TensorFlow.js `wasm` backend.
+ * The matrix product that ./BatchMatMul.ts and ./_FusedMatMul.ts both run (overrides of the stock
+ * wasm kernels).
  *
  * Why: the stock wasm `BatchMatMul` / `_FusedMatMul` kernels hand a product to XNNPACK only when
  * neither operand is transposed and both batch dimensions are 1. Everything else — including both
@@ -8,14 +9,18 @@
  * XNNPACK on the same core. On a 32-512-512 two-head MLP at batch 1024 that is the difference between
  * ~950 ms and ~115 ms per Adam training step (bench/wasm-matmul.ts, one core).
  *
- * How: {@link registerFastWasmMatMul} replaces both kernels (for backend "wasm" only) with ones that
- * reduce every call to the fast case. Transposed operands are materialised once with the wasm
- * `Transpose` kernel; a batch whose right operand is shared (batch 1) is folded into the rows of one
- * big product; any other batch is run slice by slice, each slice a zero-copy "view" tensor id that
- * points into the operand's wasm memory. The fused epilogue (bias, relu / relu6 / elu / sigmoid /
- * leakyrelu / prelu) is still applied by the backend's own C++ `_FusedMatMul` routine, so it is the
- * same code the stock fast path runs. Products under ~16x16x16 per slice go back to the stock kernel
- * when it is exact for them, because there the per-call setup outweighs the naive loop.
+ * How, with the native addon: operands are read where they lie in the wasm heap and handed to BLAS's
+ * sgemm (which takes the transposes itself); bias and activation are applied natively, PReLU by the
+ * backend's own kernel afterwards.
+ *
+ * How, without it: every call is reduced to XNNPACK's fast case. Transposed operands are
+ * materialised once with the wasm `Transpose` kernel; a batch whose right operand is shared (batch 1)
+ * is folded into the rows of one big product; any other batch is run slice by slice, each slice a
+ * zero-copy "view" tensor id that points into the operand's wasm memory. The fused epilogue (bias,
+ * relu / relu6 / elu / sigmoid / leakyrelu / prelu) is still applied by the backend's own C++
+ * `_FusedMatMul` routine, so it is the same code the stock fast path runs. Products under ~16x16x16
+ * per slice go back to the stock kernel when it is exact for them, because there the per-call setup
+ * outweighs the naive loop.
  *
  * Semantics: identical to the stock kernels wherever those are correct. The stock slow path also has
  * bugs that this override does not reproduce: with a bias it adds `bias[min(i*N+j, N-1)]` (wrong row
@@ -25,13 +30,14 @@
  * column (a size-1 bias to every column), matching the `cpu` backend, and batch dims broadcast numpy-
  * style. PReLU weights are tiled over the flattened output exactly as the stock kernel does.
  *
- * Caveat: this reaches into the wasm backend's internals (`dataIdMap`, `dataIdNextNumber`, the
- * emscripten module's `cwrap` and `tfjs.registerTensor` / `tfjs.disposeData`), which are stable in
- * @tensorflow/tfjs-backend-wasm 4.x but not public API.
+ * Caveat: besides ../wasm-internals.ts this uses the emscripten module's `cwrap` for the backend's
+ * own `_FusedMatMul` and `Prelu` C routines, stable in @tensorflow/tfjs-backend-wasm 4.x but not
+ * public API.
  */
 import * as tf from "@tensorflow/tfjs";
-import { activeNative, type NativeKernels } from "./native.js";
-import { byteOffset, dataOf, prod, type WasmBackend, type WasmTensorData } from "./wasm-internals.js";
+import type { NativeKernels } from "../native.js";
+import { byteOffset, dataOf, prod, type WasmBackend, type WasmTensorData } from "../wasm-internals.js";
+import { FUSABLE_ACTIVATION } from "./fusable-activation.js";
 
 type FusedMatMulFn = (
   aId: number,
@@ -49,17 +55,6 @@ type FusedMatMulFn = (
   outId: number,
 ) => void;
 type PreluFn = (xId: number, weightsId: number, outId: number) => void;
-
-/** Must match `FusableActivation` in the wasm backend (kernels/types.js / cc/fusable_activations.h). */
-const ACTIVATION: Record<string, number> = {
-  linear: 0,
-  relu: 1,
-  relu6: 2,
-  prelu: 3,
-  leakyrelu: 4,
-  sigmoid: 5,
-  elu: 6,
-};
 
 interface WasmFns {
   fusedMatMul: FusedMatMulFn;
@@ -119,23 +114,25 @@ function batchIndexMap(outDims: number[], own: number[]): Int32Array {
   return map;
 }
 
-interface Epilogue {
+/** What `_FusedMatMul` applies after the product. */
+export interface Epilogue {
+  /** A {@link FUSABLE_ACTIVATION} code. */
   activation: number;
   bias?: tf.TensorInfo;
   prelu?: tf.TensorInfo;
   leakyreluAlpha: number;
 }
 
-type StockKernel = tf.KernelFunc;
-
 /** Per-slice M*K*N under which the stock kernel is used (measured crossover on one core: ~16^3). */
 const SMALL_PRODUCT = 16 * 16 * 16;
 
 /**
- * Computes op(a)·op(b) (+ epilogue) for any transposes and batch shapes through XNNPACK's fast path.
- * `stock` runs the original kernel, used for tiny products and an empty shared dimension.
+ * Computes op(a)·op(b) (+ epilogue) for any transposes and batch shapes: through the addon's BLAS
+ * when `native` is given, else through XNNPACK's fast path. `stock` runs the original kernel, used
+ * (without the addon) for tiny products and an empty shared dimension.
  */
-function fastMatMul(
+export function matMul(
+  native: NativeKernels | undefined,
   backend: WasmBackend,
   a: tf.TensorInfo,
   b: tf.TensorInfo,
@@ -167,7 +164,6 @@ function fastMatMul(
   const outBatchDims = broadcastBatch(aBatchDims, bBatchDims);
   const batch = prod(outBatchDims);
 
-  const native = activeNative();
   if (native !== undefined) {
     return nativeMatMul(native, backend, a, b, { M, N, K, transposeA, transposeB, batchA, batchB, aBatchDims, bBatchDims, outBatchDims, batch }, epi);
   }
@@ -179,7 +175,7 @@ function fastMatMul(
   // batched operand or equal batches: it mishandles two-sided broadcasting).
   const stockExact =
     epi.bias === undefined &&
-    (K <= 48 || (epi.activation !== ACTIVATION.relu && epi.activation !== ACTIVATION.relu6)) &&
+    (K <= 48 || (epi.activation !== FUSABLE_ACTIVATION.relu && epi.activation !== FUSABLE_ACTIVATION.relu6)) &&
     (batchA === batchB || batchA === 1 || batchB === 1);
   if (stockExact && M * K * N < SMALL_PRODUCT) return stock();
 
@@ -191,7 +187,7 @@ function fastMatMul(
   const views: number[] = [];
   const view = (base: WasmTensorData, elementOffset: number, size: number): number => {
     const id = backend.dataIdNextNumber++;
-    if (base.memoryOffset == null) throw new Error("wasm-matmul: an operand has no wasm memory");
+    if (base.memoryOffset == null) throw new Error("matmul (wasm): an operand has no wasm memory");
     backend.wasm.tfjs.registerTensor(id, size, base.memoryOffset + elementOffset * 4);
     views.push(id);
     return id;
@@ -240,14 +236,14 @@ function fastMatMul(
     let activation = epi.activation;
     let preluId = 0;
     let preluAfter = false;
-    if (activation === ACTIVATION.prelu) {
+    if (activation === FUSABLE_ACTIVATION.prelu) {
       if (epi.prelu === undefined) throw new Error("_FusedMatMul: prelu activation needs preluActivationWeights.");
       preluId = dataOf(backend, epi.prelu).id;
       // The C++ routine tiles the weights over each call's output; if they do not tile one slice, apply them once at the end.
       const wSize = prod(epi.prelu.shape);
       if (batchB !== 1 && (M * N) % wSize !== 0) {
         preluAfter = true;
-        activation = ACTIVATION.linear;
+        activation = FUSABLE_ACTIVATION.linear;
       }
     }
     const preluArg = preluAfter ? 0 : preluId;
@@ -288,7 +284,7 @@ function fastMatMul(
   return out;
 }
 
-/** Dimensions of one product, as {@link fastMatMul} worked them out. */
+/** Dimensions of one product, as {@link matMul} worked them out. */
 interface Dims {
   M: number;
   N: number;
@@ -322,9 +318,9 @@ function nativeMatMul(native: NativeKernels, backend: WasmBackend, a: tf.TensorI
       biasOff = byteOffset(backend, epi.bias);
     }
     let activation = epi.activation;
-    if (activation === ACTIVATION.prelu) {
+    if (activation === FUSABLE_ACTIVATION.prelu) {
       if (epi.prelu === undefined) throw new Error("_FusedMatMul: prelu activation needs preluActivationWeights.");
-      activation = ACTIVATION.linear;
+      activation = FUSABLE_ACTIVATION.linear;
     }
     const tA = d.transposeA ? 1 : 0;
     const tB = d.transposeB ? 1 : 0;
@@ -348,7 +344,7 @@ function nativeMatMul(native: NativeKernels, backend: WasmBackend, a: tf.TensorI
         native.gemm(heap, 1, M, N, K, tA, tB, aOff + aMap[i]! * mk * 4, 0, bOff + bMap[i]! * kn * 4, 0, cOff + i * M * N * 4, biasOff, biasSize, activation, epi.leakyreluAlpha);
       }
     }
-    if (epi.activation === ACTIVATION.prelu) {
+    if (epi.activation === FUSABLE_ACTIVATION.prelu) {
       const outData = dataOf(backend, out);
       wasmFns(backend).prelu(outData.id, dataOf(backend, epi.prelu!).id, outData.id);
     }
@@ -362,102 +358,14 @@ function nativeMatMul(native: NativeKernels, backend: WasmBackend, a: tf.TensorI
 /** The wasm Transpose kernel; measured as fast as a tiled JS transpose on the heap, so reused. */
 function transposeKernel(): tf.KernelFunc {
   const cfg = tf.getKernel("Transpose", "wasm");
-  if (cfg === undefined) throw new Error("wasm-matmul: the wasm Transpose kernel is not registered");
+  if (cfg === undefined) throw new Error("matmul (wasm): the wasm Transpose kernel is not registered");
   return cfg.kernelFunc;
 }
 
-interface MatMulAttrs {
+/** The attributes of `BatchMatMul` and `_FusedMatMul`. */
+export interface MatMulAttrs {
   transposeA?: boolean;
   transposeB?: boolean;
   activation?: string;
   leakyreluAlpha?: number;
-}
-
-function makeBatchMatMul(stock: StockKernel): tf.KernelFunc {
-  return (args) => {
-    const { a, b } = args.inputs;
-    if (a === undefined || b === undefined) throw new Error("BatchMatMul needs inputs a and b");
-    const attrs = (args.attrs ?? {}) as MatMulAttrs;
-    return fastMatMul(
-      args.backend as WasmBackend,
-      a,
-      b,
-      attrs.transposeA === true,
-      attrs.transposeB === true,
-      { activation: ACTIVATION.linear, leakyreluAlpha: 0 },
-      () => stock(args) as tf.TensorInfo,
-      "BatchMatMul",
-    );
-  };
-}
-
-function makeFusedMatMul(stock: StockKernel): tf.KernelFunc {
-  return (args) => {
-    const { a, b, bias, preluActivationWeights } = args.inputs;
-    if (a === undefined || b === undefined) throw new Error("_FusedMatMul needs inputs a and b");
-    const attrs = (args.attrs ?? {}) as MatMulAttrs;
-    const activationName = attrs.activation ?? "linear";
-    const activation = ACTIVATION[activationName];
-    if (activation === undefined) {
-      throw new Error(`${activationName} activation not yet supported for FusedConv2D in the wasm backend.`);
-    }
-    return fastMatMul(
-      args.backend as WasmBackend,
-      a,
-      b,
-      attrs.transposeA === true,
-      attrs.transposeB === true,
-      {
-        activation,
-        bias: bias ?? undefined,
-        prelu: preluActivationWeights ?? undefined,
-        leakyreluAlpha: attrs.leakyreluAlpha || 0,
-      },
-      () => stock(args) as tf.TensorInfo,
-      "_FusedMatMul",
-    );
-  };
-}
-
-/** Handle returned by {@link registerFastWasmMatMul}. */
-export interface FastWasmMatMulHandle {
-  /** Put the kernels that were registered before the override back. */
-  restore(): void;
-}
-
-let active: FastWasmMatMulHandle | null = null;
-
-/**
- * Overrides the wasm backend's `BatchMatMul` and `_FusedMatMul` kernels so every product (any
- * transposes, any batch shape) runs through XNNPACK's fast path; see the module comment for why.
- * Idempotent: a second call returns the live handle. Requires `@tensorflow/tfjs-backend-wasm` to have
- * been imported (its kernels must be registered); works whether or not the backend is initialised yet.
- */
-export function registerFastWasmMatMul(): FastWasmMatMulHandle {
-  if (active !== null) return active;
-  const stockBmm = tf.getKernel("BatchMatMul", "wasm");
-  const stockFused = tf.getKernel("_FusedMatMul", "wasm");
-  if (stockBmm === undefined || stockFused === undefined) {
-    throw new Error("registerFastWasmMatMul: import @tensorflow/tfjs-backend-wasm first (no wasm matmul kernels registered)");
-  }
-  // Setup just drops cached C wrappers so a newly initialised backend instance gets its own.
-  const setupFunc = (backend: object): void => {
-    fnCache.delete(backend);
-  };
-  tf.unregisterKernel("BatchMatMul", "wasm");
-  tf.unregisterKernel("_FusedMatMul", "wasm");
-  tf.registerKernel({ kernelName: "BatchMatMul", backendName: "wasm", kernelFunc: makeBatchMatMul(stockBmm.kernelFunc), setupFunc });
-  tf.registerKernel({ kernelName: "_FusedMatMul", backendName: "wasm", kernelFunc: makeFusedMatMul(stockFused.kernelFunc), setupFunc });
-  const handle: FastWasmMatMulHandle = {
-    restore() {
-      if (active !== handle) return;
-      tf.unregisterKernel("BatchMatMul", "wasm");
-      tf.unregisterKernel("_FusedMatMul", "wasm");
-      tf.registerKernel(stockBmm);
-      tf.registerKernel(stockFused);
-      active = null;
-    },
-  };
-  active = handle;
-  return handle;
 }

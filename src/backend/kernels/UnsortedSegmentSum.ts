@@ -1,9 +1,8 @@
 /**
- * Kernels the TensorFlow.js `wasm` backend lacks, registered so ordinary tfjs code works there.
- *
- * Why: @tensorflow/tfjs-backend-wasm 4.22.0 has no `UnsortedSegmentSum`, and the gradient of
- * `tf.gather` (hence training any `tf.layers.embedding`) calls it, failing with "Kernel
- * 'UnsortedSegmentSum' not registered for backend 'wasm'".
+ * `UnsortedSegmentSum` for wasm (a missing kernel): @tensorflow/tfjs-backend-wasm 4.22.0 has none,
+ * and the gradient of `tf.gather` (hence training any `tf.layers.embedding`) calls it, failing with
+ * "Kernel 'UnsortedSegmentSum' not registered for backend 'wasm'". A backend version that has its own
+ * keeps it (register-all skips a "missing" kernel that is already there).
  *
  * How: a JavaScript kernel that reads its inputs straight from their views on the wasm heap and
  * writes into an output allocated with the backend's own `makeOutput`, so tensors never leave wasm
@@ -18,15 +17,10 @@
  * (the op's documented contract): cpu's answers for other shapes come from accidental broadcasting
  * (rank-2 ids are matched against x's last axis), so they are rejected here rather than imitated.
  * Where cpu crashes instead of answering (`numSegments` 0), this returns the empty `[0, ...]` tensor.
- *
- * Caveat: relies on the wasm backend's `makeOutput` / `typedArrayFromHeap`, which are stable in
- * 4.x but not public API.
  */
-import * as tf from "@tensorflow/tfjs";
-import { prod, type WasmBackend } from "./wasm-internals.js";
-
-const BACKEND = "wasm";
-const SEGMENT_SUM = "UnsortedSegmentSum";
+import type * as tf from "@tensorflow/tfjs";
+import { prod, type WasmBackend } from "../wasm-internals.js";
+import type { WasmKernel } from "./types.js";
 
 /** Checks the inputs as the cpu kernel effectively requires, with errors that name the bad value. */
 function checkSegmentSumArgs(x: tf.TensorInfo, ids: tf.TensorInfo, numSegments: unknown): number {
@@ -134,7 +128,7 @@ function poisonLikeCpu(
 }
 
 /** `UnsortedSegmentSum` for the wasm backend, computed in JS over the wasm heap. */
-const unsortedSegmentSumWasm: tf.KernelFunc = ({ inputs, backend, attrs }) => {
+const unsortedSegmentSum: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   const { x, segmentIds } = inputs;
   if (x === undefined || segmentIds === undefined) {
     throw new Error("UnsortedSegmentSum (wasm): needs inputs x and segmentIds.");
@@ -151,43 +145,9 @@ const unsortedSegmentSumWasm: tf.KernelFunc = ({ inputs, backend, attrs }) => {
   return out;
 };
 
-/** Handle returned by {@link registerMissingWasmKernels}. */
-export interface MissingWasmKernelsHandle {
-  /** Names of the kernels this registration added (empty when the wasm backend already had them all). */
-  registered: string[];
-  /** Unregister exactly the kernels listed in `registered`. */
-  restore(): void;
-}
-
-const MISSING: tf.KernelConfig[] = [{ kernelName: SEGMENT_SUM, backendName: BACKEND, kernelFunc: unsortedSegmentSumWasm }];
-
-let active: MissingWasmKernelsHandle | null = null;
-
-/**
- * Registers, for backend "wasm", the kernels it lacks that common training code needs — currently
- * `UnsortedSegmentSum` (the gradient of `tf.gather` / `tf.layers.embedding`). A kernel that is
- * already registered (by a newer tfjs-backend-wasm or by the user) is left alone. Idempotent: a
- * second call returns the live handle. Works whether or not the wasm backend is initialised yet.
- */
-export function registerMissingWasmKernels(): MissingWasmKernelsHandle {
-  if (active !== null) return active;
-  const added: tf.KernelConfig[] = [];
-  for (const config of MISSING) {
-    if (tf.getKernel(config.kernelName, BACKEND) !== undefined) continue;
-    tf.registerKernel(config);
-    added.push(config);
-  }
-  const handle: MissingWasmKernelsHandle = {
-    registered: added.map((c) => c.kernelName),
-    restore() {
-      if (active !== handle) return;
-      // Only ours: someone may have replaced a kernel since, and theirs must survive.
-      for (const c of added) {
-        if (tf.getKernel(c.kernelName, BACKEND)?.kernelFunc === c.kernelFunc) tf.unregisterKernel(c.kernelName, BACKEND);
-      }
-      active = null;
-    },
-  };
-  active = handle;
-  return handle;
-}
+export const unsortedSegmentSumKernel: WasmKernel = {
+  kernelName: "UnsortedSegmentSum",
+  role: "missing",
+  // The same JavaScript with or without the addon.
+  make: () => unsortedSegmentSum,
+};
