@@ -21,8 +21,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
 import { initBackend } from "../src/backend/init.js";
-import { registerFastWasmMatMul } from "../src/backend/wasm-matmul.js";
-import { registerWasmFastKernels } from "../src/backend/wasm-fast-kernels.js";
+import { registerWasmKernels } from "../src/backend/kernels/register-all.js";
 import { nativeKernels, setNativeKernelsEnabled } from "../src/backend/native.js";
 import { WORKLOADS, WORKLOAD_IDS, type Form, type Runner, type WorkloadId } from "./workloads.js";
 import { measureFleetWorkers, type FleetWorkersResult } from "./fleet-workers.js";
@@ -207,14 +206,14 @@ async function child(id: WorkloadId): Promise<void> {
   const lib = plan.find((p) => p.form === "jointly");
   if ((id === "W1" || id === "W2") && lib && info.fastPaths.includes("wasm-matmul")) {
     setNativeKernelsEnabled(false);
-    registerFastWasmMatMul().restore();
-    registerWasmFastKernels().restore();
+    // The live registration (initBackend's): restoring it puts every stock kernel back.
+    registerWasmKernels().restore();
     try {
       stockWasm = measureWithout(lib.r, id === "W2");
     } finally {
-      registerFastWasmMatMul();
-      registerWasmFastKernels();
+      // The addon first: whether a kernel uses it is decided when it is registered.
       setNativeKernelsEnabled(true);
+      registerWasmKernels();
     }
   }
 
