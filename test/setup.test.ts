@@ -33,6 +33,7 @@ test("setup is idempotent: a second run finds everything in place and changes no
     jupyter: "ok",
     "tslab kernel": "ok",
     redis: "ok",
+    "fashion-mnist": "ok",
   });
 });
 
