@@ -18,6 +18,13 @@ import type { WasmKernel } from "./types.js";
 import { batchMatMulKernel } from "./BatchMatMul.js";
 import { castKernel } from "./Cast.js";
 import { concatKernel } from "./Concat.js";
+import { conv2DKernel } from "./Conv2D.js";
+import { conv2DBackpropFilterKernel } from "./Conv2DBackpropFilter.js";
+import { conv2DBackpropInputKernel } from "./Conv2DBackpropInput.js";
+import { depthwiseConv2dNativeKernel } from "./DepthwiseConv2dNative.js";
+import { depthwiseConv2dNativeBackpropFilterKernel } from "./DepthwiseConv2dNativeBackpropFilter.js";
+import { depthwiseConv2dNativeBackpropInputKernel } from "./DepthwiseConv2dNativeBackpropInput.js";
+import { fusedConv2DKernel } from "./FusedConv2D.js";
 import { conv3DBackpropInputV2Kernel } from "./Conv3DBackpropInputV2.js";
 import { fusedMatMulKernel } from "./_FusedMatMul.js";
 import { gatherV2Kernel } from "./GatherV2.js";
@@ -43,6 +50,9 @@ export const WASM_KERNELS: readonly WasmKernel[] = [
   conv3DBackpropInputV2Kernel,
   // Missing: kernels TensorFlow.js defines and the stock wasm backend lacks.
   unsortedSegmentSumKernel,
+  conv2DBackpropFilterKernel,
+  depthwiseConv2dNativeBackpropFilterKernel,
+  depthwiseConv2dNativeBackpropInputKernel,
   // Overrides, for speed (only with the fast paths): matrix products through BLAS or XNNPACK, and
   // cheaper copies, sums and row gathers. Before jointly's own kernels, whose Dense runs _FusedMatMul.
   batchMatMulKernel,
@@ -53,6 +63,11 @@ export const WASM_KERNELS: readonly WasmKernel[] = [
   gatherV2Kernel,
   concatKernel,
   splitVKernel,
+  // Convolutions: im2col + sgemm with the addon; explicit pads through XNNPACK or JS loops without.
+  conv2DKernel,
+  fusedConv2DKernel,
+  conv2DBackpropInputKernel,
+  depthwiseConv2dNativeKernel,
   // New: jointly's own fused kernels (only with the fast paths and the addon), run by src/ops/fused.ts.
   jointlyDenseKernel,
   jointlyDenseLinearKernel,
