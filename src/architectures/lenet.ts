@@ -21,8 +21,8 @@ export interface LeNetOptions {
   /** Input shape (default [28, 28, 1]). */
   inputShape?: [number, number, number];
   /**
-   * Also output the trunk's 50-unit representation under this name (for JointTrainer's mode
-   * "representation", as MGDA-UB needs); no task reads it. Default: no such output.
+   * Also output the trunk's 50-unit representation, naming the trunk's last layer so (for
+   * JointTrainer's mode "representation", as MGDA-UB needs); no task reads it. Default: no such output.
    */
   representation?: string;
 }
@@ -53,7 +53,8 @@ export function multiTaskLeNet(options: LeNetOptions): LeNet {
     tf.layers.maxPooling2d({ poolSize: 2 }),
     tf.layers.reLU(),
     tf.layers.flatten(),
-    tf.layers.dense({ units: 50, activation: "relu", kernelInitializer: init(), name: "trunk_dense" }),
+    // Named after the representation when there is one: the model then outputs this layer's own tensor.
+    tf.layers.dense({ units: 50, activation: "relu", kernelInitializer: init(), name: options.representation ?? "trunk_dense" }),
   ];
   const input = tf.input({ shape: inputShape });
   let h = input as tf.SymbolicTensor;
@@ -68,7 +69,8 @@ export function multiTaskLeNet(options: LeNetOptions): LeNet {
   }
   if (options.representation !== undefined) {
     if (tasks.includes(options.representation)) throw new Error(`multiTaskLeNet: representation "${options.representation}" is also a task name.`);
-    outputs.push(tf.layers.activation({ activation: "linear", name: options.representation }).apply(h) as tf.SymbolicTensor);
+    // The very tensor the heads read, as representation mode needs (not a copy of it).
+    outputs.push(h);
   }
   const model = tf.model({ inputs: input, outputs });
   return { model, trunk, trunkTop: trunk[trunk.length - 1]!, heads };
