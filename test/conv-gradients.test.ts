@@ -103,7 +103,7 @@ for (const backend of ["cpu", "wasm"] as const) {
     const layer = tf.layers.conv2d({ filters: 2, kernelSize: 3, dilationRate: 2, activation: "relu", padding: "same", kernelInitializer: "ones" });
     const x = tf.randomNormal([1, 7, 7, 1], 0, 1, "float32", 4) as tf.Tensor4D;
     layer.apply(x);
-    const [kernel, bias] = layer.trainableWeights.map((w) => w.read());
+    const [kernel, bias] = layer.trainableWeights.map((w) => w.read() as tf.Variable);
     const { value, grads } = tf.variableGrads(() => tf.sum(layer.apply(x) as tf.Tensor) as tf.Scalar);
     // By hand: y = relu(conv(x, K) + b); dK = conv-filter-gradient of relu'(y).
     const pre = tf.add(tf.conv2d(x, kernel as tf.Tensor4D, 1, "same", "NHWC", 2), bias!);
