@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: the six workloads of bench/workloads.ts, the library's way and as a raw
+ * `npm run bench`: the eight workloads of bench/workloads.ts, the library's way and as a raw
  * TensorFlow.js loop on the same backend, stock tfjs-wasm matmul kernels for W1/W2, and PyTorch on the
  * CPU side by side (bench/torch_bench.py), and with W6 the vectorised-ensemble sweep (M = 8, 64, 256
  * against the same models trained one after another; bench/ensemble.ts). Writes build/bench.json and
@@ -20,10 +20,10 @@ import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createRequire } from "node:module";
-import { initBackend } from "../src/backend/init.js";
+import { BACKEND_ENV, BACKEND_ORDER, initBackend, type BackendName } from "../src/backend/init.js";
 import { registerWasmKernels } from "../src/backend/kernels/register-all.js";
 import { nativeKernels, setNativeKernelsEnabled } from "../src/backend/native.js";
-import { WORKLOADS, WORKLOAD_IDS, type Form, type Runner, type WorkloadId } from "./workloads.js";
+import { CONV_WORKLOAD_IDS, WORKLOADS, WORKLOAD_IDS, type ConvWorkloadId, type Form, type Runner, type WorkloadId } from "./workloads.js";
 import { measureFleetWorkers, type FleetWorkersResult } from "./fleet-workers.js";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -49,6 +49,7 @@ function median(xs: number[]): number {
 }
 
 const round = (x: number, digits = 2): number => Number(x.toFixed(digits));
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
 
 /**
  * Matmul FLOPs of one training step, from the workload definitions in bench/workloads.ts: a dense
@@ -57,7 +58,7 @@ const round = (x: number, digits = 2): number => Number(x.toFixed(digits));
  * input in W4's B turn). Passes [m, k, n, matmuls]; matmuls = 3 (fwd, dW, dX), 2 (fwd + one
  * gradient) or 1 (forward only). Element-wise ops, gathers and the optimizer are not counted.
  */
-const MATMULS: Record<WorkloadId, [number, number, number, number][]> = {
+const MATMULS: Record<Exclude<WorkloadId, ConvWorkloadId>, [number, number, number, number][]> = {
   W1: [[256, 32, 64, 2], [256, 64, 64, 3], [256, 64, 2, 3], [256, 64, 1, 3]],
   W2: [[1024, 32, 512, 2], [1024, 512, 512, 3], [1024, 512, 2, 3], [1024, 512, 1, 3]],
   // Tables are trained, so the first dense layers also need dX (it flows into the lookups).
@@ -68,7 +69,25 @@ const MATMULS: Record<WorkloadId, [number, number, number, number][]> = {
   W5: [[512, 32, 256, 2], [512, 256, 256, 3], [512, 256, 1, 3], [512, 256, 1, 3], [512, 256, 1, 3], ...[0, 1, 2].flatMap(() => [[512, 256, 256, 2], [512, 256, 1, 2]] as [number, number, number, number][])],
   W6: Array.from({ length: 64 }, () => [[256, 32, 64, 2], [256, 64, 1, 3]] as [number, number, number, number][]).flat(),
 };
-const stepFlops = (id: WorkloadId): number => MATMULS[id].reduce((sum, [m, k, n, times]) => sum + 2 * m * k * n * times, 0);
+
+const isConv = (id: WorkloadId): id is ConvWorkloadId => (CONV_WORKLOAD_IDS as readonly string[]).includes(id);
+/** Forward multiply-adds of a conv layer per sample: output positions x output channels x kernel taps x input channels. */
+const convMacs = (outH: number, outW: number, cout: number, k: number, cin: number): number => outH * outW * cout * k * k * cin;
+/**
+ * W7/W8: forward multiply-adds per sample of each conv and dense layer (pools, batch norm and
+ * activations not counted), and the defined batch. A step counts 3 x the forward FLOPs (2 per
+ * multiply-add): forward, input gradient and weight gradient, the usual convention for conv nets,
+ * which also counts the first conv's input gradient that no framework computes (W7: 0.6 % of the
+ * total, W8: 2.9 %).
+ */
+const CONV_LAYERS: Record<ConvWorkloadId, { batch: number; macs: number[] }> = {
+  // conv 5x5 1->10 on 28x28 (24x24 out), conv 5x5 10->20 on 12x12 (8x8 out), dense 320-50, two heads 50-50-10.
+  W7: { batch: 256, macs: [convMacs(24, 24, 10, 5, 1), convMacs(8, 8, 20, 5, 10), 320 * 50, ...[0, 1].flatMap(() => [50 * 50, 50 * 10])] },
+  // conv 3x3 same 3->32 at 64x64, 32->64 at 32x32, 64->128 at 16x16, eight heads 128-1.
+  W8: { batch: 64, macs: [convMacs(64, 64, 32, 3, 3), convMacs(32, 32, 64, 3, 32), convMacs(16, 16, 128, 3, 64), ...Array.from({ length: 8 }, () => 128)] },
+};
+const stepFlops = (id: WorkloadId): number =>
+  isConv(id) ? 3 * 2 * CONV_LAYERS[id].batch * sum(CONV_LAYERS[id].macs) : MATMULS[id].reduce((acc, [m, k, n, times]) => acc + 2 * m * k * n * times, 0);
 /** Effective GFLOP/s: the step's matmul FLOPs over the whole step's time. */
 const gflops = (id: WorkloadId, ms: number | undefined): number | undefined => (ms === undefined || !(ms > 0) ? undefined : stepFlops(id) / (ms * 1e6));
 
@@ -99,9 +118,35 @@ interface ChildResult {
   tensorGrowth: number;
   leakedAfterDispose: number;
   peakRssMB: number;
+  /** W7/W8: this backend's n x n matrix product, for the GFLOP/s comparison. */
+  sgemm?: { n: number; gflops: number };
 }
 
-const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+/** The n x n (float32) product as this backend runs it, jointly's kernels included (OpenBLAS sgemm with the addon): GFLOP/s, median of 5. */
+function sgemmGflops(n: number): number {
+  const a = tf.randomNormal([n, n], 0, 1, "float32", 1);
+  const b = tf.randomNormal([n, n], 0, 1, "float32", 2);
+  const once = (): number => {
+    const t0 = performance.now();
+    const c = tf.matMul(a, b);
+    c.dataSync();
+    const ms = performance.now() - t0;
+    c.dispose();
+    return ms;
+  };
+  once();
+  const ms = median(Array.from({ length: 5 }, once));
+  tf.dispose([a, b]);
+  return (2 * n ** 3) / (ms * 1e6);
+}
+
+/** The backend the bench runs on: wasm, unless JOINTLY_BACKEND names another (e.g. cpu, to check the forms where wasm lacks a kernel). */
+function benchBackend(): BackendName {
+  const env = process.env[BACKEND_ENV];
+  if (env === undefined || env === "") return "wasm";
+  if (!(BACKEND_ORDER as readonly string[]).includes(env)) throw new Error(`${BACKEND_ENV}=${env} is not a backend; use one of ${BACKEND_ORDER.join(", ")}`);
+  return env as BackendName;
+}
 
 function timeStep(r: Runner): { ms: number; loss: number } {
   const t0 = performance.now();
@@ -134,12 +179,14 @@ function block(r: Runner, steps: number): { ms: number; loss: number } {
 }
 
 async function child(id: WorkloadId): Promise<void> {
-  const info = await initBackend({ backend: "wasm", report: false });
+  const info = await initBackend({ backend: benchBackend(), report: false });
   const def = WORKLOADS[id];
+  // Steps of a second or more: fewer warm-up steps.
+  const heavy = id === "W2" || id === "W8";
   const start = tf.memory().numTensors;
   const runners = def.forms.map((f) => [f, def.make(f)] as const);
   const plan = runners.map(([form, r]) => {
-    const { est, firstLoss } = warm(r, id === "W2" ? 2 : 3);
+    const { est, firstLoss } = warm(r, heavy ? 2 : 3);
     const stepsPerRep = Math.max(1, Math.min(50, Math.round(REP_BUDGET_MS / Math.max(est, 0.01))));
     return { form, r, est, firstLoss, stepsPerRep, samples: [] as number[], lastLoss: NaN };
   });
@@ -181,7 +228,7 @@ async function child(id: WorkloadId): Promise<void> {
   if (best && nativeKernels().kernels) {
     setNativeKernelsEnabled(false);
     try {
-      pureWasm = measureWithout(best.r, id === "W2");
+      pureWasm = measureWithout(best.r, heavy);
     } finally {
       setNativeKernelsEnabled(true);
     }
@@ -194,7 +241,7 @@ async function child(id: WorkloadId): Promise<void> {
   if ((id === "W2" || id === "W5") && best && nk) {
     nk.setThreads(2);
     try {
-      twoThreads = measureWithout(best.r, id === "W2");
+      twoThreads = measureWithout(best.r, heavy);
     } finally {
       nk.setThreads(nativeKernels().threads ?? 1);
     }
@@ -209,7 +256,7 @@ async function child(id: WorkloadId): Promise<void> {
     // The live registration (initBackend's): restoring it puts every stock kernel back.
     registerWasmKernels().restore();
     try {
-      stockWasm = measureWithout(lib.r, id === "W2");
+      stockWasm = measureWithout(lib.r, heavy);
     } finally {
       // The addon first: whether a kernel uses it is decided when it is registered.
       setNativeKernelsEnabled(true);
@@ -221,6 +268,10 @@ async function child(id: WorkloadId): Promise<void> {
   for (const [, r] of runners) r.dispose();
   // After this process's own forms are freed, so the workers do not share the heap with them.
   const workers = id === "W6" ? await measureFleetWorkers(QUICK) : undefined;
+  // The conv workloads' GFLOP/s are read against this backend's own big matrix product (the pure-JS
+  // cpu backend gets a smaller one: 1024^3 there takes seconds).
+  const sgemmN = info.name === "cpu" ? 256 : 1024;
+  const sgemm = isConv(id) ? { n: sgemmN, gflops: round(sgemmGflops(sgemmN), 2) } : undefined;
   const result: ChildResult = {
     id,
     title: def.title,
@@ -236,6 +287,7 @@ async function child(id: WorkloadId): Promise<void> {
     tensorGrowth: Math.max(...counts) - (counts[0] as number),
     leakedAfterDispose: tf.memory().numTensors - start,
     peakRssMB: round(process.resourceUsage().maxRSS / 1024, 1),
+    sgemm,
   };
   process.stdout.write(`${RESULT_TAG}${JSON.stringify(result)}\n`);
 }
@@ -250,6 +302,10 @@ interface TorchOutput {
   runs: Record<string, Record<string, number>>;
 }
 
+/** torch_bench.py's name for its 1024 x 1024 x 1024 `torch.mm`. */
+const TORCH_SGEMM = "sgemm1024";
+const torchSgemmGflops = (ms: number | undefined): number | undefined => (ms === undefined || !(ms > 0) ? undefined : (2 * 1024 ** 3) / (ms * 1e6));
+
 function findPython(): string | undefined {
   const candidates = [process.env.JOINTLY_PYTHON, "/usr/bin/python3", "python3"].filter((p): p is string => !!p);
   for (const py of candidates) {
@@ -259,10 +315,11 @@ function findPython(): string | undefined {
   return undefined;
 }
 
-function runTorch(only: WorkloadId[]): { out?: TorchOutput; python?: string; message?: string } {
+/** PyTorch's run of some workloads; `sgemm` adds its 1024^3 `torch.mm` (the conv workloads' GFLOP/s reference). */
+function runTorch(only: WorkloadId[], sgemm = false): { out?: TorchOutput; python?: string; message?: string } {
   const python = findPython();
   if (!python) return { message: "PyTorch not found (tried $JOINTLY_PYTHON, /usr/bin/python3, python3): torch columns skipped. On Debian: apt-get install python3-torch." };
-  const names = only.flatMap((id) => (id === "W6" ? ["W6", "W6_ensemble"] : [id]));
+  const names = [...only.flatMap((id) => (id === "W6" ? ["W6", "W6_ensemble"] : [id])), ...(sgemm ? [TORCH_SGEMM] : [])];
   const threads = ["1", "default", String(os.cpus().length)].join(",");
   console.log(`PyTorch (${python}): ${names.join(", ")} with threads ${threads} ...`);
   const r = spawnSync(
@@ -288,7 +345,8 @@ function mergeTorch(parts: { out?: TorchOutput; python?: string; message?: strin
 
 function runChild(id: WorkloadId): ChildResult {
   const args = [...process.execArgv, fileURLToPath(import.meta.url), "--child", id, ...(QUICK ? ["--quick"] : [])];
-  const r = spawnSync(process.execPath, args, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], timeout: 300_000, cwd: ROOT });
+  // W8's steps take seconds on a slow conv path: give its child more time.
+  const r = spawnSync(process.execPath, args, { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], timeout: isConv(id) ? 900_000 : 300_000, cwd: ROOT });
   const line = (r.stdout ?? "").split("\n").find((l) => l.startsWith(RESULT_TAG));
   if (r.status !== 0 || !line) throw new Error(`bench child ${id} failed (exit ${r.status}${r.error ? `, ${r.error.message}` : ""})`);
   return JSON.parse(line.slice(RESULT_TAG.length)) as ChildResult;
@@ -323,7 +381,7 @@ async function parent(): Promise<void> {
   for (const id of only) {
     const c = runChild(id);
     results.push(c);
-    if (!flag("--no-torch") && !torchParts.some((p) => p.out === undefined)) torchParts.push(runTorch([id]));
+    if (!flag("--no-torch") && !torchParts.some((p) => p.out === undefined)) torchParts.push(runTorch([id], id === only.find(isConv)));
     const f = c.forms;
     console.log(
       `${id} ${c.title}: jointly ${fmt(f.jointly?.ms, 2)} | fused ${fmt(f.fused?.ms, 2)} | raw ${fmt(f.raw?.ms, 2)}${f.ensemble ? ` | ensemble ${fmt(f.ensemble.ms, 2)}` : ""}` +
@@ -379,6 +437,10 @@ async function parent(): Promise<void> {
       ratio_vs_torch_1t: basis !== undefined && t1 ? round(basis / t1, 2) : undefined,
       ratio_basis: lib !== undefined ? "jointly" : "raw",
       matmul_gflop_per_step: round(stepFlops(c.id) / 1e9, 4),
+      flop_convention: isConv(c.id) ? "conv and dense layers: 3 x forward FLOPs (2 per multiply-add), batch as defined" : undefined,
+      sgemm_gflops: c.sgemm?.gflops,
+      sgemm_n: c.sgemm?.n,
+      sgemm_gflops_torch_1t: isConv(c.id) ? round(torchSgemmGflops(torchMs("1", TORCH_SGEMM)) ?? NaN, 2) : undefined,
       gflops_jointly: round(gflops(c.id, lib) ?? NaN, 2),
       gflops_raw: round(gflops(c.id, raw) ?? NaN, 2),
       gflops_torch_1t: t1 !== undefined ? round(gflops(c.id, t1) ?? NaN, 2) : undefined,
@@ -416,7 +478,15 @@ async function parent(): Promise<void> {
       threadLines.push(`- ${c.id}: jointly ${fmt(c.twoThreads.ms, 2)} ms/step with 2 BLAS threads (1 thread: ${fmt(lib, 2)}); torch 2 threads ${fmt(t2, 2)}, 1 thread ${fmt(t1, 2)}; jointly 2 threads / torch 1 thread ${t1 ? (c.twoThreads.ms / t1).toFixed(2) : "–"}x, / torch 2 threads ${t2 ? (c.twoThreads.ms / t2).toFixed(2) : "–"}x.`);
     }
     const g = (ms: number | undefined): string => fmt(gflops(c.id, ms), 2);
-    flopLines.push(`- ${c.id}: ${(stepFlops(c.id) / 1e6).toFixed(1)} MFLOP of matmuls per step; jointly ${g(lib)} GFLOP/s, raw tfjs ${g(raw)}, torch 1 thread ${g(t1)}, torch ${mtKey ?? "N"} threads ${g(tMt)}.`);
+    if (isConv(c.id)) {
+      const sg = c.sgemm ? `${fmt(c.sgemm.gflops, 2)} GFLOP/s for tf.matMul ${c.sgemm.n}^3 on ${c.backend}` : "–";
+      flopLines.push(
+        `- ${c.id}: ${(stepFlops(c.id) / 1e6).toFixed(1)} MFLOP of conv and dense layers per step (3 x forward); jointly ${g(lib)} GFLOP/s, raw tfjs ${g(raw)}, torch 1 thread ${g(t1)}, torch ${mtKey ?? "N"} threads ${g(tMt)}; ` +
+          `against this machine's sgemm: ${sg}, torch.mm 1024^3 1 thread ${fmt(torchSgemmGflops(torchMs("1", TORCH_SGEMM)), 2)} GFLOP/s.`,
+      );
+    } else {
+      flopLines.push(`- ${c.id}: ${(stepFlops(c.id) / 1e6).toFixed(1)} MFLOP of matmuls per step; jointly ${g(lib)} GFLOP/s, raw tfjs ${g(raw)}, torch 1 thread ${g(t1)}, torch ${mtKey ?? "N"} threads ${g(tMt)}.`);
+    }
     if (f.ensemble) {
       const te1 = torchMs("1", "W6_ensemble");
       const teMt = torchMs(mtKey, "W6_ensemble");
@@ -496,7 +566,8 @@ async function parent(): Promise<void> {
         ]
       : []),
     "",
-    "GFLOP/s: matmul FLOPs of a step from the workload definitions (2·m·k·n per matmul; forward, dW, and dX where a gradient flows further up) over the measured time of the whole step, so per-op overhead and the optimizer lower it.",
+    "GFLOP/s: matmul FLOPs of a step from the workload definitions (2·m·k·n per matmul; forward, dW, and dX where a gradient flows further up) over the measured time of the whole step, so per-op overhead and the optimizer lower it. " +
+      "W7/W8 (conv nets): 3 x the forward FLOPs of the conv and dense layers (2 per multiply-add; forward, input gradient, weight gradient, the usual convention, so the first conv's input gradient that is never computed is counted too), pools, batch norm and activations not counted; next to the machine's sgemm, the ceiling a conv lowered to matrix products could reach.",
     "",
     ...flopLines,
     "",

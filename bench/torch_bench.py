@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""PyTorch (CPU) peer of bench/workloads.ts: the same six workloads, timed the same way.
+"""PyTorch (CPU) peer of bench/workloads.ts: the same eight workloads, timed the same way.
 
 A step is forward, backward, optimizer update and reading the loss back as a Python float.
 Prints one JSON object on the last line of stdout:
   {"torch_version", "default_threads", "runs": {"<threads>": {"W1": ms, ..., "W6_ensemble": ms}}}
+("sgemm1024", when asked for, is one 1024 x 1024 x 1024 torch.mm: the machine's matrix-product speed.)
 
   python3 bench/torch_bench.py [--threads 1,default] [--only W1,W3] [--budget-ms 250] [--reps 5]
+
+  python3 bench/torch_bench.py --check < state.json
+reads the starting state of W7 or W8 that bench/workloads.ts's initialState() writes (parameters,
+images, labels), starts the same architecture from it and prints the losses of its first steps as
+{"losses": [...]}, so the two frameworks can be compared number for number.
 """
 import argparse
 import json
@@ -141,6 +147,146 @@ def gradnorm(batch=512, alpha=1.5):
     return step
 
 
+# ---------------------------------------------------------------------------------------------
+# W7 / W8: conv nets, NCHW (PyTorch's native layout; the same FLOPs as tfjs's NHWC).
+
+# tfjs-layers' batch-norm defaults, which the tfjs forms use (its momentum 0.99 is PyTorch's 0.01).
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.01
+
+
+class LeNetMTL(nn.Module):
+    """W7: MultiMNIST LeNet, conv -> max pool -> relu twice, dense 50, two digit heads 50-50-10."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 10, 5)
+        self.conv2 = nn.Conv2d(10, 20, 5)
+        self.fc = nn.Linear(320, 50)
+        self.heads = nn.ModuleList([nn.Sequential(nn.Linear(50, 50), nn.ReLU(), nn.Linear(50, 10)) for _ in range(2)])
+
+    def forward(self, x):
+        h = F.relu(F.max_pool2d(self.conv1(x), 2))
+        h = F.relu(F.max_pool2d(self.conv2(h), 2))
+        z = F.relu(self.fc(h.flatten(1)))
+        return [head(z) for head in self.heads]
+
+
+class AttributeNet(nn.Module):
+    """W8: three conv 3x3 blocks (32, 64, 128) with batch norm, global average pool, eight one-unit heads.
+
+    The convs have no bias (the batch norm after each has its own offset), as in bench/workloads.ts.
+    """
+
+    def __init__(self, attributes=8):
+        super().__init__()
+        chans = [3, 32, 64, 128]
+        self.convs = nn.ModuleList([nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False) for i in range(3)])
+        self.bns = nn.ModuleList([nn.BatchNorm2d(c, eps=BN_EPS, momentum=BN_MOMENTUM) for c in chans[1:]])
+        self.heads = nn.ModuleList([nn.Linear(128, 1) for _ in range(attributes)])
+
+    def forward(self, x):
+        h = x
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            h = F.relu(bn(conv(h)))
+            if i < 2:
+                h = F.max_pool2d(h, 2)
+        pooled = h.mean(dim=(2, 3))
+        return [head(pooled) for head in self.heads]
+
+
+def _tensor(p):
+    return torch.tensor(p["values"], dtype=torch.float32).reshape(p["shape"])
+
+
+def _conv_kernel(p):
+    # tfjs [kh, kw, in, out] -> PyTorch [out, in, kh, kw]
+    return _tensor(p).permute(3, 2, 0, 1).contiguous()
+
+
+def _dense(linear, params, stem, kernel=None):
+    # tfjs [in, out] -> PyTorch [out, in]
+    linear.weight.copy_((kernel if kernel is not None else _tensor(params[stem + ".kernel"])).t())
+    linear.bias.copy_(_tensor(params[stem + ".bias"]))
+
+
+@torch.no_grad()
+def _load_w7(model, params):
+    for name in ("conv1", "conv2"):
+        conv = getattr(model, name)
+        conv.weight.copy_(_conv_kernel(params[name + ".kernel"]))
+        conv.bias.copy_(_tensor(params[name + ".bias"]))
+    # tfjs flattens the 4x4x20 maps channels last (h, w, c); PyTorch flattens (c, h, w): reorder the rows.
+    fc = _tensor(params["fc.kernel"]).reshape(4, 4, 20, 50).permute(2, 0, 1, 3).reshape(320, 50)
+    _dense(model.fc, params, "fc", kernel=fc)
+    for t, head in enumerate(model.heads):
+        _dense(head[0], params, f"head{t}.hidden")
+        _dense(head[2], params, f"head{t}.out")
+
+
+@torch.no_grad()
+def _load_w8(model, params):
+    for k, conv in enumerate(model.convs):
+        conv.weight.copy_(_conv_kernel(params[f"conv{k + 1}.kernel"]))
+    for t, head in enumerate(model.heads):
+        _dense(head, params, f"head{t}")
+
+
+def _conv_data(state, batch, image, make_labels):
+    """Images (NCHW) and labels: from a tfjs starting state when given, else random."""
+    if state is None:
+        return torch.rand(batch, *image), make_labels()
+    x = _tensor(state["x"]).permute(0, 3, 1, 2).contiguous()
+    return x, [torch.tensor(l) for l in state["labels"]]
+
+
+def multimnist_lenet(batch=256, state=None, adam_eps=1e-8):
+    model = LeNetMTL()
+    if state is not None:
+        batch = state["batch"]
+        _load_w7(model, state["params"])
+    x, labels = _conv_data(state, batch, (1, 28, 28), lambda: [torch.randint(0, 10, (batch,)) for _ in range(2)])
+    labels = [l.long() for l in labels]
+    opt = torch.optim.Adam(model.parameters(), lr=LR, eps=adam_eps)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = sum(F.cross_entropy(out, y) for out, y in zip(model(x), labels))
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def attribute_net(batch=64, state=None, adam_eps=1e-8):
+    model = AttributeNet()  # in training mode: batch norm uses batch statistics and updates its running ones
+    if state is not None:
+        batch = state["batch"]
+        _load_w8(model, state["params"])
+    x, labels = _conv_data(state, batch, (3, 64, 64), lambda: [torch.randint(0, 2, (batch,)) for _ in range(8)])
+    labels = [l.float().reshape(batch, 1) for l in labels]
+    opt = torch.optim.Adam(model.parameters(), lr=LR, eps=adam_eps)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = sum(F.binary_cross_entropy_with_logits(out, y) for out, y in zip(model(x), labels))
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    return step
+
+
+def sgemm(n=1024):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+
+    def step():
+        return torch.mm(a, b)[0, 0].item()
+
+    return step
+
+
 FLEET = 64
 
 
@@ -191,7 +337,20 @@ WORKLOADS = {
     "W5": gradnorm,
     "W6": fleet,
     "W6_ensemble": fleet_ensemble,
+    "W7": multimnist_lenet,
+    "W8": attribute_net,
+    "sgemm1024": sgemm,
 }
+CHECKABLE = {"W7": multimnist_lenet, "W8": attribute_net}
+
+
+def check(state, steps):
+    """Losses of the first `steps` steps from a tfjs starting state (Adam's eps as tfjs's default, 1e-7)."""
+    if state.get("id") not in CHECKABLE:
+        raise SystemExit(f"--check: the state's id must be one of {', '.join(CHECKABLE)}, but got {state.get('id')!r}")
+    torch.set_num_threads(1)
+    step = CHECKABLE[state["id"]](state=state, adam_eps=1e-7)
+    return [step() for _ in range(steps)]
 
 
 def time_workload(make, budget_ms, reps):
@@ -217,7 +376,12 @@ def main():
     ap.add_argument("--only", default=",".join(WORKLOADS), help="comma list of workloads")
     ap.add_argument("--budget-ms", type=float, default=250.0, help="time per repetition")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--check", action="store_true", help="read a W7/W8 starting state (JSON) on stdin, print its first losses")
+    ap.add_argument("--steps", type=int, default=3, help="with --check: how many steps")
     args = ap.parse_args()
+    if args.check:
+        print(json.dumps({"losses": check(json.load(sys.stdin), args.steps)}))
+        return
     default_threads = torch.get_num_threads()
     runs = {}
     for spec in args.threads.split(","):

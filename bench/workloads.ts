@@ -1,9 +1,9 @@
 /**
- * The six benchmark workloads of `npm run bench`, each in the forms that are timed:
+ * The eight benchmark workloads of `npm run bench`, each in the forms that are timed:
  *
  * - `jointly`: the library's way (JointTrainer; W4 AlternatingTrainer with a forward pass written with
  *   jointly's `dense` and `mse`; W5 JointTrainer on a Layers model with the
- *   "gradnorm" weighting) with stock `tf.train.adam`;
+ *   "gradnorm" weighting; W7/W8 JointTrainer on conv Layers models) with stock `tf.train.adam`;
  * - `fused`: the same with the library's `fusedAdam` (one native pass per variable with the addon);
  * - `raw`: a hand-written TensorFlow.js loop (`tf.variableGrads` + `optimizer.applyGradients`);
  * - `ensemble` (W6 only): 64 models as stacked weights and rank-3 `tf.matMul`s, one Adam.
@@ -23,8 +23,11 @@ import { mse } from "../src/losses/per-task.js";
 import { trainable, type Trainable } from "../src/train/model.js";
 import { TableEmbedding } from "../src/layers/embedding.js";
 
-export type WorkloadId = "W1" | "W2" | "W3" | "W4" | "W5" | "W6";
-export const WORKLOAD_IDS: WorkloadId[] = ["W1", "W2", "W3", "W4", "W5", "W6"];
+export type WorkloadId = "W1" | "W2" | "W3" | "W4" | "W5" | "W6" | "W7" | "W8";
+export const WORKLOAD_IDS: WorkloadId[] = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"];
+/** The conv workloads (their training needs the conv backprop kernels on the backend). */
+export const CONV_WORKLOAD_IDS = ["W7", "W8"] as const;
+export type ConvWorkloadId = (typeof CONV_WORKLOAD_IDS)[number];
 
 /** One way of training a workload: `step()` runs one training step and returns the losses read back. */
 export interface Runner {
@@ -569,6 +572,266 @@ const W6: WorkloadDef = {
   },
 };
 
+// ---------------------------------------------------------------------------------------------
+// W7 / W8: conv nets. Every form takes its starting values from one seeded, named list (`w7Init`,
+// `w8Init`), which `initialState` also hands out as plain arrays, so that bench/torch_bench.py
+// (`--check`) can start PyTorch's peer from the same numbers and its first losses can be compared.
+
+/** Glorot-uniform conv kernel [kh, kw, in, out] (fans as Keras counts them: kh·kw·in, kh·kw·out) from a seed. */
+function convInit(kh: number, kw: number, cin: number, cout: number, seed: number): tf.Tensor4D {
+  const limit = Math.sqrt(6 / (kh * kw * (cin + cout)));
+  return tf.randomUniform([kh, kw, cin, cout], -limit, limit, "float32", seed) as tf.Tensor4D;
+}
+
+/** Class ids in [0, classes) from a seed (int32 randomUniform truncates, so `classes` itself never appears). */
+const classIds = (batch: number, classes: number, seed: number): tf.Tensor1D => tf.randomUniform([batch], 0, classes, "int32", seed) as tf.Tensor1D;
+
+/** Named starting values, in layer order (the names are the ones torch_bench.py's `--check` reads). */
+type InitList = Record<string, tf.Tensor>;
+
+/** Variables for a named list, and the helpers a raw loop reads them through. */
+function variablesOf(init: InitList): { get(name: string): tf.Variable; all: tf.Variable[] } {
+  const vars = new Map(Object.entries(init).map(([name, t]) => [name, tf.variable(t)] as const));
+  tf.dispose(Object.values(init));
+  return {
+    get(name) {
+      const v = vars.get(name);
+      if (!v) throw new Error(`bench: no starting value named "${name}"; the list has ${[...vars.keys()].join(", ")}`);
+      return v;
+    },
+    all: [...vars.values()],
+  };
+}
+
+/** Copy the named values `${stem}.kernel` (and `${stem}.bias` if present) into a built layer. */
+function setFrom(layer: tf.layers.Layer, init: InitList, stem: string): void {
+  const k = init[`${stem}.kernel`];
+  if (!k) throw new Error(`bench: no starting value named "${stem}.kernel"`);
+  const b = init[`${stem}.bias`];
+  layer.setWeights(b ? [k, b] : [k]);
+}
+
+// W7: MultiMNIST LeNet, two digit tasks (top-left and bottom-right digit of the canvas). Seeds: conv1
+// 71, conv2 72, fc 73, head t hidden 74 + 2t, out 75 + 2t; images 78, labels 79 (left), 80 (right).
+
+const W7_TASKS = ["left", "right"] as const;
+
+function w7Init(): InitList {
+  const [fcK, fcB] = denseInit(320, 50, 73);
+  const init: InitList = {
+    "conv1.kernel": convInit(5, 5, 1, 10, 71),
+    "conv1.bias": tf.zeros([10]),
+    "conv2.kernel": convInit(5, 5, 10, 20, 72),
+    "conv2.bias": tf.zeros([20]),
+    "fc.kernel": fcK,
+    "fc.bias": fcB,
+  };
+  W7_TASKS.forEach((_, t) => {
+    [init[`head${t}.hidden.kernel`], init[`head${t}.hidden.bias`]] = denseInit(50, 50, 74 + 2 * t);
+    [init[`head${t}.out.kernel`], init[`head${t}.out.bias`]] = denseInit(50, 10, 75 + 2 * t);
+  });
+  return init;
+}
+
+function w7Data(batch: number): { x: tf.Tensor4D; labels: tf.Tensor1D[] } {
+  return { x: tf.randomUniform([batch, 28, 28, 1], 0, 1, "float32", 78) as tf.Tensor4D, labels: [79, 80].map((s) => classIds(batch, 10, s)) };
+}
+
+const W7: WorkloadDef = {
+  id: "W7",
+  title: "MultiMNIST LeNet (conv 5x5x10, 5x5x20, dense 50), two heads 50-10, batch 256",
+  forms: ["jointly", "fused", "raw"],
+  make(form, opts = {}) {
+    const batch = opts.batch ?? 256;
+    const { x, labels } = w7Data(batch);
+    const init = w7Init();
+    if (form === "jointly" || form === "fused") {
+      // As a user writes it: conv -> max pool -> relu twice, flatten, dense, and one small MLP a task.
+      const input = tf.input({ shape: [28, 28, 1] });
+      const conv1 = tf.layers.conv2d({ filters: 10, kernelSize: 5, padding: "valid", name: fresh("conv1") });
+      const conv2 = tf.layers.conv2d({ filters: 20, kernelSize: 5, padding: "valid", name: fresh("conv2") });
+      const fc = tf.layers.dense({ units: 50, activation: "relu", name: fresh("fc") });
+      const poolRelu = (t: tf.SymbolicTensor): tf.SymbolicTensor =>
+        tf.layers.activation({ activation: "relu" }).apply(tf.layers.maxPooling2d({ poolSize: 2 }).apply(t)) as tf.SymbolicTensor;
+      const h = poolRelu(conv2.apply(poolRelu(conv1.apply(input) as tf.SymbolicTensor)) as tf.SymbolicTensor);
+      const z = fc.apply(tf.layers.flatten().apply(h)) as tf.SymbolicTensor;
+      const heads = W7_TASKS.map((task) => [
+        tf.layers.dense({ units: 50, activation: "relu", name: fresh(`${task}_hidden`) }),
+        tf.layers.dense({ units: 10, name: fresh(`${task}_out`) }),
+      ]);
+      const outputs = heads.map(([hid, out]) => out!.apply(hid!.apply(z)) as tf.SymbolicTensor);
+      const model = tf.model({ inputs: input, outputs });
+      setFrom(conv1, init, "conv1");
+      setFrom(conv2, init, "conv2");
+      setFrom(fc, init, "fc");
+      heads.forEach(([hid, out], t) => {
+        setFrom(hid!, init, `head${t}.hidden`);
+        setFrom(out!, init, `head${t}.out`);
+      });
+      tf.dispose(Object.values(init));
+      const opt = adamFor(form);
+      const trainer = new JointTrainer({
+        model,
+        tasks: W7_TASKS.map((name, t) => ({ name, output: model.outputNames[t] as string, loss: "softmaxCrossEntropy" as const })),
+        optimizer: opt,
+      });
+      const byTask = Object.fromEntries(W7_TASKS.map((name, t) => [name, labels[t] as tf.Tensor]));
+      return {
+        step: () => [trainer.step(x, byTask).total],
+        dispose: () => {
+          trainer.dispose();
+          disposeAll(x, labels, opt, model);
+        },
+      };
+    }
+    if (form !== "raw") throw new Error(`W7 has no ${form} form`);
+    const v = variablesOf(init);
+    const oneHots = labels.map((l) => tf.oneHot(l, 10));
+    const opt = tf.train.adam(LR);
+    const conv = (t: tf.Tensor4D, stem: string): tf.Tensor4D =>
+      tf.fused.conv2d({ x: t, filter: v.get(`${stem}.kernel`) as tf.Tensor4D, strides: 1, pad: "valid", bias: v.get(`${stem}.bias`) });
+    const poolRelu = (t: tf.Tensor4D): tf.Tensor4D => tf.relu(tf.maxPool(t, 2, 2, "valid"));
+    const dense2 = (t: tf.Tensor, stem: string, relu: boolean): tf.Tensor2D => applyDense(t, { k: v.get(`${stem}.kernel`), b: v.get(`${stem}.bias`) }, relu);
+    const loss = (): tf.Scalar => {
+      const h = poolRelu(conv(poolRelu(conv(x, "conv1")), "conv2"));
+      const z = dense2(tf.reshape(h, [batch, 320]), "fc", true);
+      const perTask = W7_TASKS.map((_, t) => softmaxCE(oneHots[t] as tf.Tensor, dense2(dense2(z, `head${t}.hidden`, true), `head${t}.out`, false)));
+      return tf.addN(perTask) as tf.Scalar;
+    };
+    return {
+      step: () => [rawStep(loss, v.all, opt)],
+      dispose: () => disposeAll(x, labels, oneHots, v.all, opt),
+    };
+  },
+};
+
+// W8: eight binary attributes (CelebA-like) on a three-block conv net with batch normalisation (in
+// training mode: batch statistics, moving averages updated). The convs have no bias: the batch norm
+// after each one has its own offset (beta), so a bias would be removed again by the normalisation.
+// Seeds: conv k 80 + k (k = 1..3), head t 90 + t; images 98, attribute t labels 100 + t.
+
+const W8_ATTRIBUTES = 8;
+const W8_CHANNELS = [3, 32, 64, 128] as const;
+/** tfjs-layers' batch-norm defaults (PyTorch's peer is set to the same: eps 1e-3, momentum 0.01). */
+const BN_EPSILON = 1e-3;
+const BN_MOMENTUM = 0.99;
+
+function w8Init(): InitList {
+  const init: InitList = {};
+  for (let k = 1; k <= 3; k++) init[`conv${k}.kernel`] = convInit(3, 3, W8_CHANNELS[k - 1], W8_CHANNELS[k], 80 + k);
+  for (let t = 0; t < W8_ATTRIBUTES; t++) [init[`head${t}.kernel`], init[`head${t}.bias`]] = denseInit(128, 1, 90 + t);
+  return init;
+}
+
+function w8Data(batch: number): { x: tf.Tensor4D; labels: tf.Tensor2D[] } {
+  const x = tf.randomUniform([batch, 64, 64, 3], 0, 1, "float32", 98) as tf.Tensor4D;
+  const labels = Array.from({ length: W8_ATTRIBUTES }, (_, t) => tf.tidy(() => tf.cast(tf.reshape(classIds(batch, 2, 100 + t), [batch, 1]), "float32")) as tf.Tensor2D);
+  return { x, labels };
+}
+
+const W8: WorkloadDef = {
+  id: "W8",
+  title: "eight attributes, conv 3x3 32-64-128 with batch norm, global average pool, batch 64",
+  forms: ["jointly", "fused", "raw"],
+  make(form, opts = {}) {
+    const batch = opts.batch ?? 64;
+    const { x, labels } = w8Data(batch);
+    const init = w8Init();
+    const tasks = Array.from({ length: W8_ATTRIBUTES }, (_, t) => `attr${t}`);
+    if (form === "jointly" || form === "fused") {
+      const input = tf.input({ shape: [64, 64, 3] });
+      const convs = [1, 2, 3].map((k) =>
+        tf.layers.conv2d({ filters: W8_CHANNELS[k] as number, kernelSize: 3, padding: "same", useBias: false, name: fresh(`conv${k}`) }),
+      );
+      let h: tf.SymbolicTensor = input;
+      convs.forEach((conv, i) => {
+        const bn = tf.layers.batchNormalization({ epsilon: BN_EPSILON, momentum: BN_MOMENTUM, name: fresh(`bn${i + 1}`) });
+        h = tf.layers.activation({ activation: "relu" }).apply(bn.apply(conv.apply(h))) as tf.SymbolicTensor;
+        if (i < 2) h = tf.layers.maxPooling2d({ poolSize: 2 }).apply(h) as tf.SymbolicTensor;
+      });
+      const pooled = tf.layers.globalAveragePooling2d({}).apply(h) as tf.SymbolicTensor;
+      const heads = tasks.map((task) => tf.layers.dense({ units: 1, name: fresh(task) }));
+      const model = tf.model({ inputs: input, outputs: heads.map((l) => l.apply(pooled) as tf.SymbolicTensor) });
+      convs.forEach((conv, i) => setFrom(conv, init, `conv${i + 1}`));
+      heads.forEach((l, t) => setFrom(l, init, `head${t}`));
+      tf.dispose(Object.values(init));
+      const opt = adamFor(form);
+      const trainer = new JointTrainer({
+        model,
+        tasks: tasks.map((name, t) => ({ name, output: model.outputNames[t] as string, loss: "binaryCrossEntropy" as const })),
+        optimizer: opt,
+      });
+      const byTask = Object.fromEntries(tasks.map((name, t) => [name, labels[t] as tf.Tensor]));
+      return {
+        step: () => [trainer.step(x, byTask).total],
+        dispose: () => {
+          trainer.dispose();
+          disposeAll(x, labels, opt, model);
+        },
+      };
+    }
+    if (form !== "raw") throw new Error(`W8 has no ${form} form`);
+    const v = variablesOf(init);
+    // Batch-norm scale and offset are trained; the moving statistics are not (as in tfjs-layers).
+    const own = (t: tf.Tensor, trainable = true): tf.Variable => {
+      const out = tf.variable(t, trainable);
+      t.dispose();
+      return out;
+    };
+    const bn = [1, 2, 3].map((k) => {
+      const c = W8_CHANNELS[k] as number;
+      return { gamma: own(tf.ones([c])), beta: own(tf.zeros([c])), mean: own(tf.zeros([c]), false), variance: own(tf.ones([c]), false) };
+    });
+    const trained = [...v.all, ...bn.flatMap((b) => [b.gamma, b.beta])];
+    const opt = tf.train.adam(LR);
+    const normalise = (t: tf.Tensor4D, b: (typeof bn)[number]): tf.Tensor4D => {
+      const { mean, variance } = tf.moments(t, [0, 1, 2]);
+      // The moving averages a user's loop keeps for inference, updated as tfjs-layers does.
+      tf.tidy(() => {
+        b.mean.assign(tf.sub(b.mean, tf.mul(tf.sub(b.mean, mean), 1 - BN_MOMENTUM)));
+        b.variance.assign(tf.sub(b.variance, tf.mul(tf.sub(b.variance, variance), 1 - BN_MOMENTUM)));
+      });
+      return tf.batchNorm4d(t, mean as tf.Tensor1D, variance as tf.Tensor1D, b.beta as tf.Tensor1D, b.gamma as tf.Tensor1D, BN_EPSILON);
+    };
+    const loss = (): tf.Scalar => {
+      let h: tf.Tensor4D = x;
+      for (let i = 0; i < 3; i++) {
+        h = tf.relu(normalise(tf.conv2d(h, v.get(`conv${i + 1}.kernel`) as tf.Tensor4D, 1, "same"), bn[i]!));
+        if (i < 2) h = tf.maxPool(h, 2, 2, "valid");
+      }
+      const pooled = tf.mean(h, [1, 2]);
+      const perTask = tasks.map((_, t) => sigmoidCE(labels[t] as tf.Tensor, applyDense(pooled, { k: v.get(`head${t}.kernel`), b: v.get(`head${t}.bias`) }, false)));
+      return tf.addN(perTask) as tf.Scalar;
+    };
+    return {
+      step: () => [rawStep(loss, trained, opt)],
+      dispose: () => disposeAll(x, labels, trained, bn.flatMap((b) => [b.mean, b.variance]), opt),
+    };
+  },
+};
+
+/** A tensor as plain numbers with its shape. */
+export interface PlainTensor {
+  shape: number[];
+  values: number[];
+}
+
+/**
+ * The starting state of W7 or W8 at a batch size, as plain arrays: the named parameters every form
+ * starts from (channels last: conv kernels [kh, kw, in, out], dense kernels [in, out]), the images
+ * (NHWC) and each task's labels (class ids for W7, 0/1 for W8). bench/torch_bench.py `--check`
+ * reads this to start PyTorch's peer from the same numbers.
+ */
+export function initialState(id: ConvWorkloadId, batch: number): { id: ConvWorkloadId; batch: number; params: Record<string, PlainTensor>; x: PlainTensor; labels: number[][] } {
+  const plain = (t: tf.Tensor): PlainTensor => ({ shape: t.shape, values: Array.from(t.dataSync()) });
+  const init = id === "W7" ? w7Init() : w8Init();
+  const data = id === "W7" ? w7Data(batch) : w8Data(batch);
+  const params = Object.fromEntries(Object.entries(init).map(([name, t]) => [name, plain(t)]));
+  const out = { id, batch, params, x: plain(data.x), labels: data.labels.map((l) => Array.from(l.dataSync())) };
+  tf.dispose([...Object.values(init), data.x, ...data.labels]);
+  return out;
+}
+
 export const WORKLOADS: Record<WorkloadId, WorkloadDef> = {
   W1: twoHead("W1", 64, 256),
   W2: twoHead("W2", 512, 1024),
@@ -576,4 +839,6 @@ export const WORKLOADS: Record<WorkloadId, WorkloadDef> = {
   W4,
   W5,
   W6,
+  W7,
+  W8,
 };
