@@ -25,18 +25,27 @@ function normalAxes(axis: unknown, rank: number): number[] | undefined {
   return out;
 }
 
+/**
+ * r when the reduced axes are exactly the leading axes 0..r-1, listed in that order, with something
+ * left over; else undefined. The stock kernel reduces those in row order after its transpose
+ * (another order of listing adds in another order, and reductions over inner axes need no
+ * transpose, so the stock kernel is as fast there).
+ */
+export function leadingAxes(axis: unknown, rank: number): number | undefined {
+  const axes = normalAxes(axis, rank);
+  const r = axes?.length ?? 0;
+  if (axes === undefined || r === 0 || r >= rank || axes.some((a, i) => a !== i)) return undefined;
+  return r;
+}
+
 /** The leading-axes sum through the addon, or undefined when the call is not that case. */
 function leadingAxesSum(native: NativeKernels, args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | undefined {
   const x = args.inputs.x;
   if (x === undefined || x.dtype !== "float32") return undefined;
   const rank = x.shape.length;
   const attrs = (args.attrs ?? {}) as { axis?: number | number[]; keepDims?: boolean };
-  const axes = normalAxes(attrs.axis, rank);
-  // Only the leading axes 0..r-1, listed in that order, with something left over: the stock kernel
-  // sums those in row order after its transpose (another order of listing adds in another order,
-  // and reductions over inner axes need no transpose, so the stock kernel is as fast there).
-  const r = axes?.length ?? 0;
-  if (axes === undefined || r === 0 || r >= rank || axes.some((a, i) => a !== i)) return undefined;
+  const r = leadingAxes(attrs.axis, rank);
+  if (r === undefined) return undefined;
   const backend = args.backend as unknown as WasmBackend;
   const rows = prod(x.shape.slice(0, r));
   const rest = x.shape.slice(r);

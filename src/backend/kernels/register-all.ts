@@ -38,7 +38,9 @@ import { maxPool3DKernel } from "./MaxPool3D.js";
 import { maxPool3DGradKernel } from "./MaxPool3DGrad.js";
 import { maxPoolGradKernel } from "./MaxPoolGrad.js";
 import { splitVKernel } from "./SplitV.js";
+import { meanKernel } from "./Mean.js";
 import { sumKernel } from "./Sum.js";
+import { tileKernel } from "./Tile.js";
 import { unsortedSegmentSumKernel } from "./UnsortedSegmentSum.js";
 
 /** The kernels of this folder, grouped by role, registered in this order. */
@@ -63,6 +65,8 @@ export const WASM_KERNELS: readonly WasmKernel[] = [
   gatherV2Kernel,
   concatKernel,
   splitVKernel,
+  tileKernel,
+  meanKernel,
   // Convolutions: im2col + sgemm with the addon; explicit pads through XNNPACK or JS loops without.
   conv2DKernel,
   fusedConv2DKernel,
