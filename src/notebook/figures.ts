@@ -10,6 +10,8 @@ export type Figure = number | string | boolean;
 export function formatFigure(value: Figure): string {
   if (typeof value !== "number") return String(value);
   if (!Number.isFinite(value)) return String(value);
+  // Counts are shown whole (12288 images, not 12290).
+  if (Number.isInteger(value) && Math.abs(value) < 1e9) return String(value);
   return Math.abs(value) >= 1e5 || (Math.abs(value) < 1e-3 && value !== 0) ? value.toExponential(3) : String(Number(value.toPrecision(4)));
 }
 
