@@ -1,8 +1,11 @@
 /*
  * What the C files of jointly's native addon share: the BLAS entry points, the N-API argument
- * helpers (reading the heap and numbers, checking that a range lies inside the heap), the fused
- * activation codes, one matrix product, and the N-API functions each kernel file exports to the
- * module's table (jointly_native.c's Init).
+ * helpers (jointly_native.c: reading the heap and numbers, checking that a range lies inside the
+ * heap), the fused activation codes, one matrix product, and the N-API functions each kernel
+ * family's file exports to the module's table (jointly_native.c's Init).
+ *
+ * Every N-API function takes the wasm heap (the WebAssembly.Memory's ArrayBuffer, fetched by the
+ * caller on each call because it is replaced when the heap grows) and byte offsets into it.
  */
 #ifndef JOINTLY_NATIVE_H
 #define JOINTLY_NATIVE_H
@@ -41,14 +44,29 @@ int in_heap(napi_env env, size_t heap_len, double off, double count, const char 
 /* Activation codes: the wasm backend's FusableActivation numbering. */
 enum { ACT_LINEAR = 0, ACT_RELU = 1, ACT_RELU6 = 2, ACT_LEAKYRELU = 4, ACT_SIGMOID = 5, ACT_ELU = 6 };
 
-/* c[i] = act(c[i]) for i < n (alpha: leakyrelu's slope). */
+/* activation.c: c[i] = act(c[i]) for i < n (alpha: leakyrelu's slope). */
 void activate(float *c, size_t n, int act, float alpha);
+napi_value ActGrad(napi_env env, napi_callback_info info);
 
 /*
- * C[M,N] = op(A) op(B) + beta C, row-major with packed rows (lda = K or M, ldb = N or K, ldc = N):
- * the narrow loops for a side of at most 4, else sgemm. K must be > 0.
+ * gemm.c: C[M,N] = op(A) op(B) + beta C, row-major with packed rows (lda = K or M, ldb = N or K,
+ * ldc = N): the narrow loops for a side of at most 4, else sgemm. K must be > 0.
  */
 void sgemm_rows(int transA, int transB, int M, int N, int K, const float *A, const float *B, float beta, float *C);
+napi_value Gemm(napi_env env, napi_callback_info info);
+
+/* optimizers.c: Adam and SGD updates. */
+napi_value Adam(napi_env env, napi_callback_info info);
+napi_value Sgd(napi_env env, napi_callback_info info);
+
+/* copies.c: column sums, row gathers, block copies. */
+napi_value SumRows(napi_env env, napi_callback_info info);
+napi_value GatherRows(napi_env env, napi_callback_info info);
+napi_value Copy2d(napi_env env, napi_callback_info info);
+
+/* losses.c: the fused losses and their gradients. */
+napi_value LossForward(napi_env env, napi_callback_info info);
+napi_value LossBackward(napi_env env, napi_callback_info info);
 
 /* conv.c: Conv2D forward and both backprops (im2col + sgemm), depthwise forward and backprops (loops). */
 napi_value Conv2d(napi_env env, napi_callback_info info);

@@ -1,0 +1,67 @@
+/* The fused activations: applied to a product's output (the epilogue of gemm and conv), and their gradient from that output (actGrad). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "jointly_native.h"
+
+void activate(float *c, size_t n, int act, float alpha) {
+  switch (act) {
+    case ACT_RELU:
+      for (size_t i = 0; i < n; i++) c[i] = c[i] > 0.0f ? c[i] : 0.0f;
+      break;
+    case ACT_RELU6:
+      for (size_t i = 0; i < n; i++) c[i] = c[i] < 0.0f ? 0.0f : (c[i] > 6.0f ? 6.0f : c[i]);
+      break;
+    case ACT_LEAKYRELU:
+      for (size_t i = 0; i < n; i++) c[i] = c[i] < 0.0f ? alpha * c[i] : c[i];
+      break;
+    case ACT_SIGMOID:
+      for (size_t i = 0; i < n; i++) c[i] = 1.0f / (1.0f + expf(-c[i]));
+      break;
+    case ACT_ELU:
+      for (size_t i = 0; i < n; i++) c[i] = c[i] > 0.0f ? c[i] : expm1f(c[i]);
+      break;
+    default:
+      break;
+  }
+}
+
+/*
+ * actGrad(heap, n, act, dyOff, yOff, outOff): the gradient through an activation from its output y:
+ * relu dy·[y > 0]; relu6 dy·[0 < y < 6]; sigmoid dy·y·(1 - y); elu dy where y > 0, else dy·(y + 1).
+ * (Dense layers keep their output, so the derivative is taken from it, as tfjs's fused matMul does.)
+ */
+napi_value ActGrad(napi_env env, napi_callback_info info) {
+  char *heap;
+  size_t heap_len;
+  double a[5];
+  if (!read_args(env, info, 6, &heap, &heap_len, a)) return NULL;
+  const double n = a[0];
+  const int act = (int)a[1];
+  if (!in_heap(env, heap_len, a[2], n, "actGrad dy") || !in_heap(env, heap_len, a[3], n, "actGrad y") || !in_heap(env, heap_len, a[4], n, "actGrad output"))
+    return NULL;
+  const float *dy = (const float *)(heap + (size_t)a[2]);
+  const float *y = (const float *)(heap + (size_t)a[3]);
+  float *out = (float *)(heap + (size_t)a[4]);
+  const size_t count = (size_t)n;
+  switch (act) {
+    case ACT_RELU:
+      for (size_t i = 0; i < count; i++) out[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+      break;
+    case ACT_RELU6:
+      for (size_t i = 0; i < count; i++) out[i] = (y[i] > 0.0f && y[i] < 6.0f) ? dy[i] : 0.0f;
+      break;
+    case ACT_SIGMOID:
+      for (size_t i = 0; i < count; i++) out[i] = dy[i] * (y[i] * (1.0f - y[i]));
+      break;
+    case ACT_ELU:
+      for (size_t i = 0; i < count; i++) out[i] = y[i] > 0.0f ? dy[i] : dy[i] * (y[i] + 1.0f);
+      break;
+    default:
+      memmove(out, dy, sizeof(float) * count);
+      break;
+  }
+  return NULL;
+}
