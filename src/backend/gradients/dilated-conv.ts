@@ -57,33 +57,70 @@ interface ConvAttrs {
   dimRoundingMode?: "floor" | "round" | "ceil";
 }
 
+/** dx of a Conv2D (any dilation) from dy, as a closure for a gradient map. */
+function conv2DInputGrad(xShape: number[], dy: tf.Tensor4D, filter: tf.Tensor4D, a: ConvAttrs, d: Pair): () => tf.Tensor {
+  const attrs = { strides: a.strides, pad: a.pad, dataFormat: a.dataFormat ?? "NHWC", dimRoundingMode: a.dimRoundingMode, inputShape: xShape } as unknown as tf.NamedAttrMap;
+  return () =>
+    tf.tidy((): tf.Tensor => {
+      const w = isOne(d) ? filter : dilateFilter(filter, d);
+      return tf.engine().runKernel("Conv2DBackpropInput", { dy, filter: w }, attrs) as tf.Tensor;
+    });
+}
+
+/** dW of a Conv2D (any dilation) from x and dy, as a closure for a gradient map. */
+function conv2DFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: number[], a: ConvAttrs, d: Pair): () => tf.Tensor {
+  const attrs = {
+    strides: a.strides, pad: a.pad, dataFormat: a.dataFormat ?? "NHWC", dimRoundingMode: a.dimRoundingMode, filterShape: dilatedShape(filterShape, d),
+  } as unknown as tf.NamedAttrMap;
+  return () =>
+    tf.tidy((): tf.Tensor => {
+      const g = tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, attrs) as tf.Tensor4D;
+      return isOne(d) ? g : undilateFilter(g, d);
+    });
+}
+
 function conv2DGrad(stock: tf.GradConfig): tf.GradConfig {
   return {
     kernelName: "Conv2D",
     inputsToSave: ["x", "filter"],
     gradFunc: (dyIn, saved, attrs) => {
-      const dy = dyIn as tf.Tensor4D;
       const a = attrs as unknown as ConvAttrs;
       const d = pair(a.dilations, "dilations");
-      if (isOne(d)) return stock.gradFunc(dy, saved, attrs);
+      if (isOne(d)) return stock.gradFunc(dyIn, saved, attrs);
+      const dy = dyIn as tf.Tensor4D;
       const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
-      const common = { strides: a.strides, pad: a.pad, dataFormat: a.dataFormat ?? "NHWC", dimRoundingMode: a.dimRoundingMode } as unknown as tf.NamedAttrMap;
-      return {
-        x: () =>
-          tf.tidy((): tf.Tensor => {
-            const wd = dilateFilter(filter, d);
-            return tf.engine().runKernel("Conv2DBackpropInput", { dy, filter: wd }, { ...common, inputShape: x.shape }) as tf.Tensor;
-          }),
-        filter: () =>
-          tf.tidy((): tf.Tensor => {
-            const shape = dilatedShape(filter.shape, d);
-            const gd = tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, { ...common, filterShape: shape }) as tf.Tensor4D;
-            return undilateFilter(gd, d);
-          }),
-      };
+      return { x: conv2DInputGrad(x.shape, dy, filter, a, d), filter: conv2DFilterGrad(x, dy, filter.shape, a, d) };
     },
   };
 }
+
+/**
+ * The gradient of the `FusedConv2D` kernel (tfjs-core registers none: its fused op carries an
+ * eager custom gradient instead). Registered so that jointly's route for `tf.fused.conv2d` below
+ * can run the fused kernel on the tape: each input's gradient is then a closure the engine calls
+ * only for inputs that lead to a trained variable, so the input gradient of a network's first
+ * convolution (the images') is never computed; the custom gradient computed it every step.
+ * Activations: linear and relu, the only ones tfjs fuses while recording gradients.
+ */
+const fusedConv2DGrad: tf.GradConfig = {
+  kernelName: "FusedConv2D",
+  inputsToSave: ["x", "filter"],
+  outputsToSave: [true],
+  gradFunc: (dyIn, saved, attrs) => {
+    const a = attrs as unknown as ConvAttrs & { activation?: string };
+    const d = pair(a.dilations, "dilations");
+    const [x, filter, y] = saved as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+    const activation = a.activation ?? "linear";
+    if (activation !== "linear" && activation !== "relu") throw new Error(`FusedConv2D gradient: activation "${activation}" is not supported (only linear and relu are fused while recording).`);
+    const dy = activation === "relu" ? (tf.mul(dyIn as tf.Tensor, tf.step(y)) as tf.Tensor4D) : (dyIn as tf.Tensor4D);
+    return {
+      x: conv2DInputGrad(x.shape, dy, filter, a, d),
+      filter: conv2DFilterGrad(x, dy, filter.shape, a, d),
+      // A 1-D bias over the channels (what the route below lets through): the sum over batch and space.
+      bias: () => tf.sum(dy, [0, 1, 2]),
+    };
+  },
+};
 
 function dilatedShape([fh, fw, a, b]: number[], [dh, dw]: Pair): [number, number, number, number] {
   return [(fh! - 1) * dh + 1, (fw! - 1) * dw + 1, a!, b!];
@@ -156,6 +193,7 @@ export function registerDilatedConvGradients(): void {
   if (conv === undefined || depthwise === undefined) throw new Error("dilated conv gradients: tfjs-core has no Conv2D / DepthwiseConv2dNative gradient to extend");
   tf.registerGradient(conv2DGrad(conv));
   tf.registerGradient(depthwiseGrad(depthwise));
+  if (tf.getGradient("FusedConv2D") === undefined) tf.registerGradient(fusedConv2DGrad);
 
   // The namespace object tfjs-layers reads `fused.conv2d` from at call time (a plain object in the
   // CommonJS build of tfjs-core that Node loads for "@tensorflow/tfjs").
@@ -164,8 +202,29 @@ export function registerDilatedConvGradients(): void {
   const stockConv = fused.conv2d;
   const stockDepthwise = fused.depthwiseConv2d;
   const recording = (): boolean => core.engine().state.gradientDepth > 0;
+  // The calls the FusedConv2D kernel and its registered gradient cover: tensors (not arrays), a 4-D
+  // NHWC input and filter, no bias or a 1-D float32 one over the output channels, linear or relu.
+  const onTape = (args: FusedConvArgs): boolean => {
+    const { x, filter, bias } = args;
+    if (!(x instanceof tf.Tensor) || !(filter instanceof tf.Tensor) || x.rank !== 4 || filter.rank !== 4) return false;
+    if (x.dtype !== "float32" || filter.dtype !== "float32") return false;
+    if ((args.dataFormat ?? "NHWC") !== "NHWC" || args.preluActivationWeights != null) return false;
+    if (args.activation != null && args.activation !== "linear" && args.activation !== "relu") return false;
+    if (bias == null) return true;
+    return bias instanceof tf.Tensor && bias.rank === 1 && bias.dtype === "float32" && bias.shape[0] === filter.shape[3];
+  };
   fused.conv2d = (args) => {
-    if (isOne(pair(args.dilations, "dilations")) || !recording()) return stockConv(args);
+    if (!recording()) return stockConv(args);
+    if (onTape(args)) {
+      const attrs = {
+        strides: args.strides, pad: args.pad, dataFormat: "NHWC", dilations: args.dilations ?? [1, 1],
+        dimRoundingMode: args.dimRoundingMode, activation: args.activation ?? "linear", leakyreluAlpha: 0,
+      } as unknown as tf.NamedAttrMap;
+      const inputs: tf.NamedTensorMap = { x: args.x as tf.Tensor, filter: args.filter as tf.Tensor };
+      if (args.bias != null) inputs.bias = args.bias as tf.Tensor;
+      return tf.engine().runKernel("FusedConv2D", inputs, attrs) as tf.Tensor;
+    }
+    if (isOne(pair(args.dilations, "dilations"))) return stockConv(args);
     return tf.tidy(() => {
       let y = tf.conv2d(args.x as tf.Tensor4D, args.filter as tf.Tensor4D, args.strides, args.pad, args.dataFormat, args.dilations, args.dimRoundingMode);
       if (args.bias != null) y = tf.add(y, args.bias);
