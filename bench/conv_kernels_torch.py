@@ -47,9 +47,15 @@ def main():
                 # Depthwise: cin groups of one input channel, `cout` (the multiplier) outputs each.
                 cout, cin = cin * cout, 1
             s = layer["stride"]
-            # tfjs's "same" for stride 1 and odd kernels is a symmetric pad of (k - 1) / 2.
-            pad = ((kh - 1) // 2, (kw - 1) // 2) if layer["pad"] == "same" else (0, 0)
             x = torch.randn(n, c, h, w)
+            pad = (0, 0)
+            if layer["pad"] == "same":
+                # tfjs's "same": total pad max((out - 1)·s + k - in, 0), the smaller half first;
+                # torch pads both sides alike, so an odd total is made even on the far side with F.pad.
+                tot = [max((-(-d // s) - 1) * s + k - d, 0) for d, k in ((h, kh), (w, kw))]
+                if tot[0] % 2 or tot[1] % 2:
+                    x = F.pad(x, (0, tot[1] % 2, 0, tot[0] % 2))
+                pad = (tot[0] // 2, tot[1] // 2)
             wt = torch.randn(cout, cin, kh, kw)
             y = F.conv2d(x, wt, stride=s, padding=pad, groups=groups)
             dy = torch.randn_like(y)
