@@ -156,7 +156,7 @@ step("library build", () => {
 });
 
 // 4. The native kernels (BLAS matrix products and fused optimizers for the wasm backend): built from
-// native/jointly_native.c; the compiler and OpenBLAS come from apt when missing. Without them jointly
+// native/*.c; the compiler and OpenBLAS come from apt when missing. Without them jointly
 // still works on the pure-wasm kernels, so only the tests (which check the addon) insist on it.
 step("native kernels", () => {
   let first;
