@@ -2,7 +2,7 @@
  * jointly's native CPU kernels for the TensorFlow.js wasm backend: the shared N-API glue (reading
  * arguments, checking that ranges lie inside the wasm heap), the BLAS thread switch, and the
  * module's export table. The kernels live one family a file (gemm.c, activation.c, optimizers.c,
- * copies.c, losses.c, conv.c), declared in jointly_native.h.
+ * copies.c, losses.c, conv.c, pool.c, elementwise.c), declared in jointly_native.h.
  *
  * Why: tfjs-wasm's matrix products run on wasm SIMD128 (XNNPACK), about 15 GFLOP/s on one core of
  * the development machine, while a native sgemm reaches 60-100 GFLOP/s on the same core. Where the
@@ -113,6 +113,10 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"depthwiseConv2d", NULL, DepthwiseConv2d, NULL, NULL, NULL, napi_default, NULL},
       {"depthwiseConv2dBackpropInput", NULL, DepthwiseConv2dBackpropInput, NULL, NULL, NULL, napi_default, NULL},
       {"depthwiseConv2dBackpropFilter", NULL, DepthwiseConv2dBackpropFilter, NULL, NULL, NULL, napi_default, NULL},
+      {"maxPool", NULL, MaxPool, NULL, NULL, NULL, napi_default, NULL},
+      {"maxPoolGrad", NULL, MaxPoolGrad, NULL, NULL, NULL, napi_default, NULL},
+      {"binary", NULL, Binary, NULL, NULL, NULL, napi_default, NULL},
+      {"batchNorm", NULL, BatchNorm, NULL, NULL, NULL, napi_default, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_default, NULL},
       {"info", NULL, Info, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -76,4 +76,12 @@ napi_value DepthwiseConv2d(napi_env env, napi_callback_info info);
 napi_value DepthwiseConv2dBackpropInput(napi_env env, napi_callback_info info);
 napi_value DepthwiseConv2dBackpropFilter(napi_env env, napi_callback_info info);
 
+/* pool.c: max pooling and its gradient, 2-D or 3-D (NHWC / NDHWC). */
+napi_value MaxPool(napi_env env, napi_callback_info info);
+napi_value MaxPoolGrad(napi_env env, napi_callback_info info);
+
+/* elementwise.c: float32 binary ops with broadcasting, batch normalisation's forward pass. */
+napi_value Binary(napi_env env, napi_callback_info info);
+napi_value BatchNorm(napi_env env, napi_callback_info info);
+
 #endif

@@ -1,6 +1,7 @@
 /**
  * The optional native kernels (`native/`): matrix products through the system's BLAS, the Adam / SGD
- * updates, losses and convolutions, run directly on the tfjs-wasm heap.
+ * updates, losses, convolutions, pooling and broadcasting element-wise ops, run directly on the
+ * tfjs-wasm heap.
  *
  * Why: where the native TensorFlow backend cannot be installed, tfjs falls back to wasm, whose SIMD128
  * matrix products reach about 15 GFLOP/s on one core of the development machine, against 60-85 for
@@ -88,9 +89,62 @@ export interface NativeKernels {
   depthwiseConv2dBackpropInput(heap: ArrayBufferLike, ...args: [...geometry: ConvGeometryArgs, dyOff: number, wOff: number, dxOff: number]): void;
   /** dw of the depthwise convolution (sums in float64). */
   depthwiseConv2dBackpropFilter(heap: ArrayBufferLike, ...args: [...geometry: ConvGeometryArgs, xOff: number, dyOff: number, dwOff: number]): void;
+  /** Max pooling, NHWC / NDHWC (2-D: depth 1): y = each window's maximum; geometry: {@link PoolGeometryArgs}. */
+  maxPool(heap: ArrayBufferLike, ...args: [...geometry: PoolGeometryArgs, xOff: number, yOff: number]): void;
+  /** dx (x's shape) of max pooling: each dy added, in output order, at its window's maximum. */
+  maxPoolGrad(heap: ArrayBufferLike, ...args: [...geometry: PoolGeometryArgs, xOff: number, dyOff: number, dxOff: number]): void;
+  /**
+   * A float32 binary op (code from {@link BINARY_OPS}) with broadcasting, as four output axes and each
+   * operand's strides over them in floats (0 where it is broadcast); the output is contiguous.
+   */
+  binary(
+    heap: ArrayBufferLike, op: number, d0: number, d1: number, d2: number, d3: number,
+    as0: number, as1: number, as2: number, as3: number, bs0: number, bs1: number, bs2: number, bs3: number,
+    aOff: number, bOff: number, outOff: number,
+  ): void;
+  /**
+   * Batch normalisation over the last axis of a [rows, channels] block: offset + (x − mean)·scale /
+   * √(variance + ε), in double as the cpu backend, rounded to float32. Each parameter has 1 or
+   * `channels` values; offsetOff / scaleOff < 0: none.
+   */
+  batchNorm(
+    heap: ArrayBufferLike, rows: number, channels: number, xOff: number, meanOff: number, meanLen: number, varOff: number, varLen: number,
+    offsetOff: number, offsetLen: number, scaleOff: number, scaleLen: number, epsilon: number, outOff: number,
+  ): void;
   setThreads(n: number): void;
   info(): { threads: number; blasConfig: string };
 }
+
+/** The op codes of {@link NativeKernels.binary}. */
+export const BINARY_OPS = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3 } as const;
+
+/**
+ * A pooling's geometry as the native pooling functions take it (NDHWC; a 2-D pooling has depth 1,
+ * filter depth 1, stride and dilation 1 and no front pad): output (od, oh, ow) and tap (fd, fh, fw)
+ * read input (od·strideDepth − padFront + fd·dilationDepth, ...).
+ */
+export type PoolGeometryArgs = [
+  batch: number,
+  channels: number,
+  inDepth: number,
+  inHeight: number,
+  inWidth: number,
+  outDepth: number,
+  outHeight: number,
+  outWidth: number,
+  strideDepth: number,
+  strideHeight: number,
+  strideWidth: number,
+  dilationDepth: number,
+  dilationHeight: number,
+  dilationWidth: number,
+  filterDepth: number,
+  filterHeight: number,
+  filterWidth: number,
+  padFront: number,
+  padTop: number,
+  padLeft: number,
+];
 
 /**
  * A convolution's geometry as the native conv functions take it (NHWC; every value from tfjs's
@@ -164,6 +218,10 @@ function load(): NativeStatus {
       depthwiseConv2d: addon.depthwiseConv2d,
       depthwiseConv2dBackpropInput: addon.depthwiseConv2dBackpropInput,
       depthwiseConv2dBackpropFilter: addon.depthwiseConv2dBackpropFilter,
+      maxPool: addon.maxPool,
+      maxPoolGrad: addon.maxPoolGrad,
+      binary: addon.binary,
+      batchNorm: addon.batchNorm,
       setThreads: addon.setThreads,
       info: addon.info,
     };
