@@ -1,6 +1,7 @@
 /**
  * The loops behind the `MaxPool3D`, `MaxPoolGrad` and `MaxPool3DGrad` fixes: max pooling and its
- * gradient, NHWC / NDHWC, on views of the wasm heap.
+ * gradient, NHWC / NDHWC, on views of the wasm heap, run by the native addon when it is loaded
+ * (native/pool.c, the same semantics and summation order: the same bits) and in JavaScript without it.
  *
  * Why: tfjs-backend-wasm 4.22's own kernels are wrong where a window holds only negative values
  * (measured against the cpu backend and a JavaScript reference): MaxPool3D returns values off by up
@@ -15,7 +16,8 @@
  * gives -Infinity and passes no gradient).
  */
 import * as tf from "@tensorflow/tfjs";
-import type { WasmBackend } from "../wasm-internals.js";
+import type { NativeKernels, PoolGeometryArgs } from "../native.js";
+import { byteOffset, type WasmBackend } from "../wasm-internals.js";
 
 /** The geometry of a 3-D pooling; a 2-D one has depth 1, filter depth 1, stride 1, no front pad. */
 export interface PoolGeometry {
@@ -94,9 +96,22 @@ function outShape(g: PoolGeometry, rank: number): number[] {
   return rank === 5 ? [g.batch, g.outDepth, g.outHeight, g.outWidth, g.channels] : [g.batch, g.outHeight, g.outWidth, g.channels];
 }
 
-/** Max pooling of x, allocated on the wasm backend. */
-export function maxPool(backend: WasmBackend, x: tf.TensorInfo, g: PoolGeometry): tf.TensorInfo {
+/** The geometry in the argument order of the addon's maxPool / maxPoolGrad. */
+export function poolGeometryArgs(g: PoolGeometry): PoolGeometryArgs {
+  return [
+    g.batch, g.channels, g.inDepth, g.inHeight, g.inWidth, g.outDepth, g.outHeight, g.outWidth,
+    g.strideDepth, g.strideHeight, g.strideWidth, g.dilationDepth, g.dilationHeight, g.dilationWidth,
+    g.filterDepth, g.filterHeight, g.filterWidth, g.padFront, g.padTop, g.padLeft,
+  ];
+}
+
+/** Max pooling of x, allocated on the wasm backend (through the addon when `native` is given). */
+export function maxPool(backend: WasmBackend, x: tf.TensorInfo, g: PoolGeometry, native?: NativeKernels): tf.TensorInfo {
   const yInfo = backend.makeOutput(outShape(g, x.shape.length), "float32");
+  if (native !== undefined) {
+    native.maxPool(backend.wasm.HEAPU8.buffer, ...poolGeometryArgs(g), byteOffset(backend, x), byteOffset(backend, yInfo));
+    return yInfo;
+  }
   // Views after makeOutput: an allocation may replace the heap's buffer.
   const y = backend.typedArrayFromHeap(yInfo) as Float32Array;
   eachWindowMax(backend.typedArrayFromHeap(x) as Float32Array, g, (o, _at, best) => {
@@ -105,9 +120,17 @@ export function maxPool(backend: WasmBackend, x: tf.TensorInfo, g: PoolGeometry)
   return yInfo;
 }
 
-/** dx for max pooling of x with output gradient dy, allocated on the wasm backend. */
-export function maxPoolGrad(backend: WasmBackend, x: tf.TensorInfo, dy: tf.TensorInfo, g: PoolGeometry): tf.TensorInfo {
+/** dx for max pooling of x with output gradient dy, allocated on the wasm backend (through the addon when `native` is given). */
+export function maxPoolGrad(backend: WasmBackend, x: tf.TensorInfo, dy: tf.TensorInfo, g: PoolGeometry, native?: NativeKernels): tf.TensorInfo {
+  const want = outShape(g, x.shape.length);
+  if (x.dtype !== "float32" || dy.dtype !== "float32" || dy.shape.length !== want.length || dy.shape.some((d, i) => d !== want[i])) {
+    throw new Error(`max pooling gradient (wasm): x and dy must be float32 and dy of shape [${want}], but got x ${x.dtype} [${x.shape}], dy ${dy.dtype} [${dy.shape}].`);
+  }
   const dxInfo = backend.makeOutput(x.shape, "float32");
+  if (native !== undefined) {
+    native.maxPoolGrad(backend.wasm.HEAPU8.buffer, ...poolGeometryArgs(g), byteOffset(backend, x), byteOffset(backend, dy), byteOffset(backend, dxInfo));
+    return dxInfo;
+  }
   const xs = backend.typedArrayFromHeap(x) as Float32Array;
   const dys = backend.typedArrayFromHeap(dy) as Float32Array;
   const dx = backend.typedArrayFromHeap(dxInfo) as Float32Array;
