@@ -15,6 +15,7 @@ import * as tf from "@tensorflow/tfjs";
 import { activeNative, nativeKernels } from "../native.js";
 import { registerCpuFallbacks } from "./cpu-fallback.js";
 import type { WasmKernel } from "./types.js";
+import { addKernel } from "./Add.js";
 import { batchMatMulKernel } from "./BatchMatMul.js";
 import { castKernel } from "./Cast.js";
 import { concatKernel } from "./Concat.js";
@@ -24,6 +25,7 @@ import { conv2DBackpropInputKernel } from "./Conv2DBackpropInput.js";
 import { depthwiseConv2dNativeKernel } from "./DepthwiseConv2dNative.js";
 import { depthwiseConv2dNativeBackpropFilterKernel } from "./DepthwiseConv2dNativeBackpropFilter.js";
 import { depthwiseConv2dNativeBackpropInputKernel } from "./DepthwiseConv2dNativeBackpropInput.js";
+import { fusedBatchNormKernel } from "./FusedBatchNorm.js";
 import { fusedConv2DKernel } from "./FusedConv2D.js";
 import { conv3DBackpropInputV2Kernel } from "./Conv3DBackpropInputV2.js";
 import { fusedMatMulKernel } from "./_FusedMatMul.js";
@@ -37,8 +39,11 @@ import { jointlyLossGradKernel } from "./JointlyLossGrad.js";
 import { maxPool3DKernel } from "./MaxPool3D.js";
 import { maxPool3DGradKernel } from "./MaxPool3DGrad.js";
 import { maxPoolGradKernel } from "./MaxPoolGrad.js";
+import { multiplyKernel } from "./Multiply.js";
+import { realDivKernel } from "./RealDiv.js";
 import { splitVKernel } from "./SplitV.js";
 import { meanKernel } from "./Mean.js";
+import { subKernel } from "./Sub.js";
 import { sumKernel } from "./Sum.js";
 import { tileKernel } from "./Tile.js";
 import { unsortedSegmentSumKernel } from "./UnsortedSegmentSum.js";
@@ -67,6 +72,12 @@ export const WASM_KERNELS: readonly WasmKernel[] = [
   splitVKernel,
   tileKernel,
   meanKernel,
+  // Element-wise: binary ops with broadcasting (per-channel vectors, scalars) and batch norm's forward pass.
+  addKernel,
+  subKernel,
+  multiplyKernel,
+  realDivKernel,
+  fusedBatchNormKernel,
   // Convolutions: im2col + sgemm with the addon; explicit pads through XNNPACK or JS loops without.
   conv2DKernel,
   fusedConv2DKernel,
