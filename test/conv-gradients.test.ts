@@ -1,5 +1,5 @@
 /**
- * Dilated convolutions train on every backend (src/backend/gradients/dilated-conv.ts), checked
+ * Dilated convolutions train on every backend (src/backend/gradients/conv.ts), checked
  * against a float64 reference written out here from the definition of a convolution; and the cpu
  * safety net (src/backend/kernels/cpu-fallback.ts) runs a kernel wasm lacks.
  */

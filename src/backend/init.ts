@@ -68,8 +68,8 @@ async function applyFastPaths(name: BackendName, enabled: boolean): Promise<stri
   restoreFastPaths = undefined;
   nativeNote = undefined;
   // Dilated convolutions cannot be trained on any stock backend; these gradients are backend-independent.
-  const { registerDilatedConvGradients } = await import("./gradients/dilated-conv.js");
-  registerDilatedConvGradients();
+  const { registerConvGradients } = await import("./gradients/conv.js");
+  registerConvGradients();
   if (name !== "wasm") return [];
   // One list (src/backend/kernels/register-all.ts): fixes and missing kernels always (a matter of
   // correctness: without UnsortedSegmentSum no gather or embedding can be trained on wasm), the

@@ -9,8 +9,9 @@
  * dyᵀ = dy transposed to [outH, outW, batch, outC], with the forward's strides as dilations and
  * its dilations as strides; its [inC, fh, fw, outC] output is transposed to the filter's layout.
  * Where that does not fit XNNPACK (a pad would be negative), JavaScript loops over the heap,
- * summing in float64 (./conv-loops.ts). NCHW tensors are transposed to NHWC first. Like the cpu kernel it takes no dilations attribute from tfjs, but
- * honours one if given (jointly's dilated-conv gradient passes it).
+ * summing in float64 (./conv-loops.ts). NCHW tensors are transposed to NHWC first. Like the cpu
+ * kernel it gets no dilations attribute from tfjs (jointly's dilated gradient dilates the filter
+ * instead, src/backend/gradients/conv.ts), but honours one if given.
  */
 import type * as tf from "@tensorflow/tfjs";
 import type { NativeKernels } from "../native.js";

@@ -181,11 +181,12 @@ function activate(y: tf.Tensor, args: FusedConvArgs | FusedDepthwiseArgs): tf.Te
 let installed = false;
 
 /**
- * Registers the dilation-aware gradients of `Conv2D` and `DepthwiseConv2dNative`, and routes dilated
- * `tf.fused.conv2d` / `tf.fused.depthwiseConv2d` calls made while gradients are recorded to the
- * unfused ops. Idempotent; backend-independent (gradients belong to tfjs-core, not to a backend).
+ * Registers the dilation-aware gradients of `Conv2D` and `DepthwiseConv2dNative` and a gradient for
+ * `FusedConv2D`; while gradients are recorded, runs `tf.fused.conv2d` as the FusedConv2D kernel on
+ * the tape (so each input's gradient is computed only when needed) and other dilated fused calls as
+ * the unfused ops. Idempotent; backend-independent (gradients belong to tfjs-core, not a backend).
  */
-export function registerDilatedConvGradients(): void {
+export function registerConvGradients(): void {
   if (installed) return;
   installed = true;
   const conv = tf.getGradient("Conv2D");
@@ -203,10 +204,14 @@ export function registerDilatedConvGradients(): void {
   const stockDepthwise = fused.depthwiseConv2d;
   const recording = (): boolean => core.engine().state.gradientDepth > 0;
   // The calls the FusedConv2D kernel and its registered gradient cover: tensors (not arrays), a 4-D
-  // NHWC input and filter, no bias or a 1-D float32 one over the output channels, linear or relu.
+  // NHWC input and filter with matching channels, strides or dilations 1, no bias or a 1-D float32
+  // one over the output channels, linear or relu. Anything else goes to the stock op, which also
+  // gives the errors for bad arguments.
   const onTape = (args: FusedConvArgs): boolean => {
     const { x, filter, bias } = args;
     if (!(x instanceof tf.Tensor) || !(filter instanceof tf.Tensor) || x.rank !== 4 || filter.rank !== 4) return false;
+    if (x.shape[3] !== filter.shape[2]) return false;
+    if (!isOne(pair(args.strides, "strides")) && !isOne(pair(args.dilations, "dilations"))) return false;
     if (x.dtype !== "float32" || filter.dtype !== "float32") return false;
     if ((args.dataFormat ?? "NHWC") !== "NHWC" || args.preluActivationWeights != null) return false;
     if (args.activation != null && args.activation !== "linear" && args.activation !== "relu") return false;
