@@ -150,7 +150,9 @@ interface PoolCase {
 function randomPoolCase(threeD: boolean): PoolCase {
   for (;;) {
     const spatial = threeD ? 3 : 2;
-    const shape = [randInt(1, 3), ...Array.from({ length: spatial }, () => randInt(1, 7)), randInt(1, 5)];
+    // Channels: few (the addon reads 16 lanes past them), or 16 and more (groups of 16 and an overlapping last group).
+    const channels = rng.next() < 0.6 ? randInt(1, 15) : pick([16, 17, 20, 31, 32, 35]);
+    const shape = [randInt(1, 3), ...Array.from({ length: spatial }, () => randInt(1, 6)), channels];
     const filter = Array.from({ length: spatial }, () => randInt(1, 3));
     const s = pick([1, 2]);
     const strides = Array.from({ length: spatial }, () => (rng.next() < 0.2 ? pick([1, 2]) : s));
