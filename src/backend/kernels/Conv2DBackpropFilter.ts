@@ -17,7 +17,7 @@ import type * as tf from "@tensorflow/tfjs";
 import type { NativeKernels } from "../native.js";
 import { byteOffset, prod, type WasmBackend } from "../wasm-internals.js";
 import { conv2DBackpropFilterLoop } from "./conv-loops.js";
-import { checkInput, checkShape, convInfo, geometry, heapF32, inNhwc, nhwcShape, transpose, xnnConv2d, type ConvAttrs } from "./conv-util.js";
+import { filterGradInfo, heapF32, inNhwc, runLoop, runNative, transpose, xnnConv2d, type ConvAttrs } from "./conv-util.js";
 import type { WasmKernel } from "./types.js";
 
 const NAME = "Conv2DBackpropFilter";
@@ -72,28 +72,14 @@ function make(native: NativeKernels | undefined): tf.KernelFunc {
     const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
     const a = attrs as unknown as Attrs;
     const wasm = backend as unknown as WasmBackend;
-    checkInput(NAME, "x", x);
-    checkInput(NAME, "dy", dy);
-    const info = convInfo(x.shape, a.filterShape, a, false);
-    if (a.filterShape[2] !== info.inChannels) {
-      throw new Error(`${NAME} (wasm): filterShape [${a.filterShape}] has ${a.filterShape[2]} input channels, but x has ${info.inChannels}.`);
-    }
-    checkShape(NAME, "dy", dy.shape, info.outShape);
+    const info = filterGradInfo(NAME, x, dy, a.filterShape, a, false);
     const channelsFirst = info.dataFormat === "channelsFirst";
     return inNhwc(wasm, channelsFirst, [x, dy], true, ([xh, dyh]) => {
       const out = wasm.makeOutput([...a.filterShape], "float32");
       const size = prod(a.filterShape);
       if (size === 0) return out;
-      if (native !== undefined) {
-        native.conv2dBackpropFilter(wasm.wasm.HEAPU8.buffer, ...geometry(info), byteOffset(wasm, xh!), byteOffset(wasm, dyh!), byteOffset(wasm, out));
-      } else if (!viaXnnpack(wasm, info, xh!, dyh!, out)) {
-        const heap = heapF32(wasm);
-        const view = (t: tf.TensorInfo, shape: readonly number[]): Float32Array => {
-          const o = byteOffset(wasm, t) / 4;
-          return heap.subarray(o, o + prod(shape as number[]));
-        };
-        conv2DBackpropFilterLoop(info, view(xh!, nhwcShape(x.shape, channelsFirst)), view(dyh!, nhwcShape(dy.shape, channelsFirst)), view(out, a.filterShape));
-      }
+      if (native !== undefined) runNative(wasm, info, native.conv2dBackpropFilter, xh!, dyh!, out);
+      else if (!viaXnnpack(wasm, info, xh!, dyh!, out)) runLoop(wasm, info, conv2DBackpropFilterLoop, xh!, dyh!, out);
       return out;
     });
   };

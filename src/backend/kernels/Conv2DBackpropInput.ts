@@ -15,7 +15,7 @@ import type * as tf from "@tensorflow/tfjs";
 import type { NativeKernels } from "../native.js";
 import { byteOffset, prod, type WasmBackend } from "../wasm-internals.js";
 import { conv2DBackpropInputLoop } from "./conv-loops.js";
-import { checkChannels, checkInput, checkShape, convInfo, geometry, heapF32, inNhwc, nhwcShape, xnnConv2d, type ConvAttrs } from "./conv-util.js";
+import { heapF32, heapView, inNhwc, inputGradInfo, nhwcShape, runLoop, runNative, xnnConv2d, type ConvAttrs } from "./conv-util.js";
 import type { WasmKernel } from "./types.js";
 
 const NAME = "Conv2DBackpropInput";
@@ -83,23 +83,19 @@ function make(native: NativeKernels | undefined, stock: tf.KernelFunc | undefine
     const { dy, filter } = inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
     const a = attrs as unknown as Attrs;
     const wasm = backend as unknown as WasmBackend;
-    checkInput(NAME, "dy", dy);
-    checkInput(NAME, "filter", filter);
-    const info = convInfo(a.inputShape, filter.shape, a, false);
-    checkChannels(NAME, info, filter.shape);
-    checkShape(NAME, "dy", dy.shape, info.outShape);
+    const info = inputGradInfo(NAME, dy, filter, a.inputShape, a, false);
     const dilated = info.dilationHeight > 1 || info.dilationWidth > 1;
     const channelsFirst = info.dataFormat === "channelsFirst";
     const inShape = nhwcShape(a.inputShape, channelsFirst);
     if (prod(inShape) === 0 || prod(dy.shape) === 0 || prod(filter.shape) === 0) {
       const out = wasm.makeOutput([...a.inputShape], "float32");
-      heapF32(wasm).fill(0, byteOffset(wasm, out) / 4, byteOffset(wasm, out) / 4 + prod(a.inputShape));
+      heapView(wasm, out).fill(0);
       return out;
     }
     if (native !== undefined) {
       return inNhwc(wasm, channelsFirst, [dy], false, ([dyh]) => {
         const out = wasm.makeOutput(inShape, "float32");
-        native.conv2dBackpropInput(wasm.wasm.HEAPU8.buffer, ...geometry(info), byteOffset(wasm, dyh!), byteOffset(wasm, filter), byteOffset(wasm, out));
+        runNative(wasm, info, native.conv2dBackpropInput, dyh!, filter, out);
         return out;
       });
     }
@@ -109,9 +105,7 @@ function make(native: NativeKernels | undefined, stock: tf.KernelFunc | undefine
     if (stock !== undefined && !dilated) return stock(args);
     return inNhwc(wasm, channelsFirst, [dy], false, ([dyh]) => {
       const out = wasm.makeOutput(inShape, "float32");
-      const heap = heapF32(wasm);
-      const view = (t: tf.TensorInfo): Float32Array => heap.subarray(byteOffset(wasm, t) / 4, byteOffset(wasm, t) / 4 + prod(t.shape));
-      conv2DBackpropInputLoop(info, view(dyh!), view(filter), view(out));
+      runLoop(wasm, info, conv2DBackpropInputLoop, dyh!, filter, out);
       return out;
     });
   };

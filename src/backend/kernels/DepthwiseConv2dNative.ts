@@ -8,9 +8,9 @@
  */
 import type * as tf from "@tensorflow/tfjs";
 import type { NativeKernels } from "../native.js";
-import { byteOffset, prod, type WasmBackend } from "../wasm-internals.js";
+import { prod, type WasmBackend } from "../wasm-internals.js";
 import { depthwiseForwardLoop } from "./conv-loops.js";
-import { checkInput, convInfo, geometry, heapF32, inNhwc, nhwcShape, xnnDepthwiseConv2d, xnnForwardPads, type ConvAttrs } from "./conv-util.js";
+import { forwardInfo, inNhwc, nhwcShape, runLoop, runNative, xnnDepthwiseConv2d, xnnForwardPads, type ConvAttrs } from "./conv-util.js";
 import type { WasmKernel } from "./types.js";
 
 const NAME = "DepthwiseConv2dNative";
@@ -19,27 +19,20 @@ function make(native: NativeKernels | undefined): tf.KernelFunc {
   return ({ inputs, attrs, backend }) => {
     const { x, filter } = inputs as { x: tf.TensorInfo; filter: tf.TensorInfo };
     const wasm = backend as unknown as WasmBackend;
-    checkInput(NAME, "x", x);
-    checkInput(NAME, "filter", filter);
-    const info = convInfo(x.shape, filter.shape, attrs as unknown as ConvAttrs, true);
-    if (filter.shape[2] !== info.inChannels) {
-      throw new Error(`${NAME} (wasm): the filter has ${filter.shape[2]} input channels (shape [${filter.shape}]), but x has ${info.inChannels}.`);
-    }
+    const info = forwardInfo(NAME, x, filter, attrs as unknown as ConvAttrs, true, "x");
     const channelsFirst = info.dataFormat === "channelsFirst";
     const outShape = nhwcShape(info.outShape, channelsFirst);
     return inNhwc(wasm, channelsFirst, [x], false, ([xh]) => {
       if (prod(outShape) === 0) return wasm.makeOutput(outShape, "float32");
       if (native !== undefined && prod(x.shape) > 0) {
         const out = wasm.makeOutput(outShape, "float32");
-        native.depthwiseConv2d(wasm.wasm.HEAPU8.buffer, ...geometry(info), byteOffset(wasm, xh!), byteOffset(wasm, filter), byteOffset(wasm, out));
+        runNative(wasm, info, native.depthwiseConv2d, xh!, filter, out);
         return out;
       }
       const pads = prod(x.shape) > 0 ? xnnForwardPads(info) : undefined;
       if (pads !== undefined) return xnnDepthwiseConv2d(wasm, xh!, filter, pads);
       const out = wasm.makeOutput(outShape, "float32");
-      const heap = heapF32(wasm);
-      const view = (t: tf.TensorInfo): Float32Array => heap.subarray(byteOffset(wasm, t) / 4, byteOffset(wasm, t) / 4 + prod(t.shape));
-      depthwiseForwardLoop(info, view(xh!), view(filter), view(out));
+      runLoop(wasm, info, depthwiseForwardLoop, xh!, filter, out);
       return out;
     });
   };

@@ -6,9 +6,9 @@
  */
 import type * as tf from "@tensorflow/tfjs";
 import type { NativeKernels } from "../native.js";
-import { byteOffset, prod, type WasmBackend } from "../wasm-internals.js";
+import { prod, type WasmBackend } from "../wasm-internals.js";
 import { depthwiseBackpropInputLoop } from "./conv-loops.js";
-import { checkInput, checkShape, convInfo, geometry, heapF32, type ConvAttrs } from "./conv-util.js";
+import { inputGradInfo, nativeOrLoop, type ConvAttrs } from "./conv-util.js";
 import type { WasmKernel } from "./types.js";
 
 const NAME = "DepthwiseConv2dNativeBackpropInput";
@@ -22,24 +22,10 @@ function make(native: NativeKernels | undefined): tf.KernelFunc {
     const { dy, filter } = inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
     const a = attrs as unknown as Attrs;
     const wasm = backend as unknown as WasmBackend;
-    checkInput(NAME, "dy", dy);
-    checkInput(NAME, "filter", filter);
-    const info = convInfo(a.inputShape, filter.shape, { ...a, dataFormat: "NHWC" }, true);
-    if (filter.shape[2] !== info.inChannels) {
-      throw new Error(`${NAME} (wasm): the filter has ${filter.shape[2]} input channels (shape [${filter.shape}]), but inputShape [${a.inputShape}] has ${info.inChannels}.`);
-    }
-    checkShape(NAME, "dy", dy.shape, info.outShape);
-    const out = wasm.makeOutput([...a.inputShape], "float32");
-    const size = prod(a.inputShape);
-    if (size === 0) return out;
-    if (native !== undefined && prod(filter.shape) > 0) {
-      native.depthwiseConv2dBackpropInput(wasm.wasm.HEAPU8.buffer, ...geometry(info), byteOffset(wasm, dy), byteOffset(wasm, filter), byteOffset(wasm, out));
-      return out;
-    }
-    const heap = heapF32(wasm);
-    const view = (t: tf.TensorInfo): Float32Array => heap.subarray(byteOffset(wasm, t) / 4, byteOffset(wasm, t) / 4 + prod(t.shape));
-    depthwiseBackpropInputLoop(info, view(dy), view(filter), view(out));
-    return out;
+    const info = inputGradInfo(NAME, dy, filter, a.inputShape, { ...a, dataFormat: "NHWC" }, true, `inputShape [${a.inputShape}]`);
+    // The native loop is not given an empty filter (its dx is zeros, which the JavaScript loop writes).
+    const fn = prod(filter.shape) > 0 ? native?.depthwiseConv2dBackpropInput : undefined;
+    return nativeOrLoop(wasm, info, a.inputShape, fn, depthwiseBackpropInputLoop, dy, filter);
   };
 }
 

@@ -1,12 +1,13 @@
 /**
  * What the convolution kernels of this folder share: their attributes, tfjs's geometry for them
  * (`computeConv2DInfo`, so padding and output sizes match tfjs exactly), the geometry in the
- * native addon's argument order, input checks, and the NCHW <-> NHWC transposes around the NHWC
- * paths.
+ * native addon's argument order, input checks, the calls of a native function or a JavaScript
+ * loop on heap tensors, the NCHW <-> NHWC transposes around the NHWC paths, and the calls of the
+ * wasm backend's own XNNPACK convolutions.
  */
 import * as tf from "@tensorflow/tfjs";
 import type { ConvGeometryArgs } from "../native.js";
-import type { WasmBackend } from "../wasm-internals.js";
+import { byteOffset, dataOf, prod, type WasmBackend } from "../wasm-internals.js";
 
 type Pair = number | [number, number];
 type Pad = "same" | "valid" | number | tf.backend_util.ExplicitPadding;
@@ -69,16 +70,132 @@ export function checkShape(kernelName: string, what: string, actual: readonly nu
   }
 }
 
-/** Throws unless the filter's input channels are the input's (regular convolution). */
-export function checkChannels(kernelName: string, info: tf.backend_util.Conv2DInfo, filterShape: readonly number[]): void {
+/** Throws unless the filter's input channels are the input's; `inputName` names the input in the message. */
+export function checkChannels(kernelName: string, info: tf.backend_util.Conv2DInfo, filterShape: readonly number[], inputName = "the input"): void {
   if (filterShape[2] !== info.inChannels) {
-    throw new Error(`${kernelName} (wasm): the filter has ${filterShape[2]} input channels (shape [${filterShape}]), but the input has ${info.inChannels}.`);
+    throw new Error(`${kernelName} (wasm): the filter has ${filterShape[2]} input channels (shape [${filterShape}]), but ${inputName} has ${info.inChannels}.`);
   }
+}
+
+/** The geometry of a convolution of an input of `inShape` by `filter`, after checking the filter (checkInput, checkChannels). */
+function filterChecked(
+  kernelName: string,
+  inShape: number[],
+  filter: tf.TensorInfo,
+  attrs: ConvAttrs,
+  depthwise: boolean,
+  inputName: string | undefined,
+): tf.backend_util.Conv2DInfo {
+  checkInput(kernelName, "filter", filter);
+  const info = convInfo(inShape, filter.shape, attrs, depthwise);
+  checkChannels(kernelName, info, filter.shape, inputName);
+  return info;
+}
+
+/**
+ * The geometry of a forward convolution of `x` by `filter`, after checking both (float32, rank 4)
+ * and that the filter's input channels are x's (`inputName` names x in that message).
+ */
+export function forwardInfo(
+  kernelName: string,
+  x: tf.TensorInfo,
+  filter: tf.TensorInfo,
+  attrs: ConvAttrs,
+  depthwise: boolean,
+  inputName?: string,
+): tf.backend_util.Conv2DInfo {
+  checkInput(kernelName, "x", x);
+  return filterChecked(kernelName, x.shape, filter, attrs, depthwise, inputName);
+}
+
+/**
+ * The geometry of an input gradient (dx of an input of `inputShape` from `dy` and `filter`), after
+ * checking dy and filter (float32, rank 4), the filter's input channels (`inputName` names the
+ * input in that message) and dy's shape (the convolution's output).
+ */
+export function inputGradInfo(
+  kernelName: string,
+  dy: tf.TensorInfo,
+  filter: tf.TensorInfo,
+  inputShape: number[],
+  attrs: ConvAttrs,
+  depthwise: boolean,
+  inputName?: string,
+): tf.backend_util.Conv2DInfo {
+  checkInput(kernelName, "dy", dy);
+  const info = filterChecked(kernelName, inputShape, filter, attrs, depthwise, inputName);
+  checkShape(kernelName, "dy", dy.shape, info.outShape);
+  return info;
+}
+
+/**
+ * The geometry of a filter gradient (dw of a filter of `filterShape` from `x` and `dy`), after
+ * checking x and dy (float32, rank 4), that filterShape's input channels are x's, and dy's shape
+ * (the convolution's output).
+ */
+export function filterGradInfo(
+  kernelName: string,
+  x: tf.TensorInfo,
+  dy: tf.TensorInfo,
+  filterShape: number[],
+  attrs: ConvAttrs,
+  depthwise: boolean,
+): tf.backend_util.Conv2DInfo {
+  checkInput(kernelName, "x", x);
+  checkInput(kernelName, "dy", dy);
+  const info = convInfo(x.shape, filterShape, attrs, depthwise);
+  if (filterShape[2] !== info.inChannels) {
+    throw new Error(`${kernelName} (wasm): filterShape [${filterShape}] has ${filterShape[2]} input channels, but x has ${info.inChannels}.`);
+  }
+  checkShape(kernelName, "dy", dy.shape, info.outShape);
+  return info;
 }
 
 /** A float32 view of the whole wasm heap (taken after the last makeOutput, which may grow it). */
 export function heapF32(backend: WasmBackend): Float32Array {
   return new Float32Array(backend.wasm.HEAPU8.buffer);
+}
+
+/** A float32 view of a tensor's data in the wasm heap (taken after the last makeOutput, which may grow the heap). */
+export function heapView(backend: WasmBackend, t: tf.TensorInfo): Float32Array {
+  const start = byteOffset(backend, t) / 4;
+  return heapF32(backend).subarray(start, start + prod(t.shape));
+}
+
+/** A native conv function of ../native.ts: the geometry, then the heap offsets of two inputs and of the output. */
+export type NativeConvFn = (heap: ArrayBufferLike, ...args: [...geometry: ConvGeometryArgs, aOff: number, bOff: number, outOff: number]) => void;
+
+/** A JavaScript loop of ./conv-loops.ts: the geometry, then two inputs and the output. */
+export type ConvLoop = (g: tf.backend_util.Conv2DInfo, a: Float32Array, b: Float32Array, out: Float32Array) => void;
+
+/** Runs the native `fn` on the NHWC heap tensors `a`, `b` and `out`. */
+export function runNative(backend: WasmBackend, info: tf.backend_util.Conv2DInfo, fn: NativeConvFn, a: tf.TensorInfo, b: tf.TensorInfo, out: tf.TensorInfo): void {
+  fn(backend.wasm.HEAPU8.buffer, ...geometry(info), byteOffset(backend, a), byteOffset(backend, b), byteOffset(backend, out));
+}
+
+/** Runs the JavaScript `loop` on views of the NHWC heap tensors `a`, `b` and `out`. */
+export function runLoop(backend: WasmBackend, info: tf.backend_util.Conv2DInfo, loop: ConvLoop, a: tf.TensorInfo, b: tf.TensorInfo, out: tf.TensorInfo): void {
+  loop(info, heapView(backend, a), heapView(backend, b), heapView(backend, out));
+}
+
+/**
+ * A gradient of `outShape` from the NHWC tensors `a` and `b`: by the native `fn` when given, else
+ * by the JavaScript `loop` (an empty output is returned as it is).
+ */
+export function nativeOrLoop(
+  backend: WasmBackend,
+  info: tf.backend_util.Conv2DInfo,
+  outShape: readonly number[],
+  fn: NativeConvFn | undefined,
+  loop: ConvLoop,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+): tf.TensorInfo {
+  const out = backend.makeOutput([...outShape], "float32");
+  if (prod(outShape) === 0) return out;
+  if (fn !== undefined) runNative(backend, info, fn, a, b, out);
+  else runLoop(backend, info, loop, a, b, out);
+  return out;
 }
 
 /** The wasm Transpose kernel applied to `x` (a new tensor the caller disposes). */
@@ -123,9 +240,28 @@ export function nhwcShape(shape: readonly number[], channelsFirst: boolean): [nu
 }
 
 type WasmConvFn = (...args: number[]) => void;
-// One wrapped C function per backend instance, so a re-created wasm backend gets its own.
-const convFns = new WeakMap<object, WasmConvFn>();
-const depthwiseFns = new WeakMap<object, WasmConvFn>();
+// The wrapped C functions of each backend instance, so a re-created wasm backend gets its own.
+const wasmFns = new WeakMap<object, Map<string, WasmConvFn>>();
+
+/** The wasm module's C function `name` (taking `argCount` numbers), wrapped on first use. */
+function wasmFn(backend: WasmBackend, name: string, argCount: number): WasmConvFn {
+  let fns = wasmFns.get(backend);
+  if (fns === undefined) wasmFns.set(backend, (fns = new Map()));
+  let fn = fns.get(name);
+  if (fn === undefined) {
+    fn = backend.wasm.cwrap(name, null, new Array<string>(argCount).fill("number")) as WasmConvFn;
+    fns.set(name, fn);
+  }
+  return fn;
+}
+
+/** The new [batch, oh, ow, outChannels] output of an XNNPACK convolution of `x` under `g`. */
+function xnnOutput(backend: WasmBackend, x: tf.TensorInfo, g: XnnConvGeometry, outChannels: number): tf.TensorInfo {
+  const [batch, h, w] = x.shape as [number, number, number, number];
+  const oh = xnnOutSize(h, g.padTop, g.padBottom, g.filterHeight, g.strideHeight, g.dilationHeight);
+  const ow = xnnOutSize(w, g.padLeft, g.padRight, g.filterWidth, g.strideWidth, g.dilationWidth);
+  return backend.makeOutput([batch, oh, ow, outChannels], "float32");
+}
 
 /** Geometry of one call of the wasm backend's own (XNNPACK) NHWC convolution. */
 export interface XnnConvGeometry {
@@ -188,21 +324,11 @@ export function xnnOutSize(inSize: number, padBefore: number, padAfter: number, 
  * so a temporary filter costs one packing per call.
  */
 export function xnnConv2d(backend: WasmBackend, x: tf.TensorInfo, filter: tf.TensorInfo, g: XnnConvGeometry, epi?: XnnEpilogue): tf.TensorInfo {
-  let fn = convFns.get(backend);
-  if (fn === undefined) {
-    fn = backend.wasm.cwrap("FusedConv2D", null, new Array<string>(23).fill("number")) as WasmConvFn;
-    convFns.set(backend, fn);
-  }
+  const fn = wasmFn(backend, "FusedConv2D", 23);
   const [batch, h, w, inC] = x.shape as [number, number, number, number];
   const outC = filter.shape[3]!;
-  const oh = xnnOutSize(h, g.padTop, g.padBottom, g.filterHeight, g.strideHeight, g.dilationHeight);
-  const ow = xnnOutSize(w, g.padLeft, g.padRight, g.filterWidth, g.strideWidth, g.dilationWidth);
-  const out = backend.makeOutput([batch, oh, ow, outC], "float32");
-  const id = (t: tf.TensorInfo): number => {
-    const d = backend.dataIdMap.get(t.dataId);
-    if (d === undefined) throw new Error("jointly conv kernels: a tensor is not on the wasm backend");
-    return d.id;
-  };
+  const out = xnnOutput(backend, x, g, outC);
+  const id = (t: tf.TensorInfo): number => dataOf(backend, t).id;
   fn(
     id(x), batch, h, w, id(filter), g.filterHeight, g.filterWidth, epi?.biasId ?? 0,
     g.padTop, g.padRight, g.padBottom, g.padLeft, 0,
@@ -218,21 +344,11 @@ export function xnnConv2d(backend: WasmBackend, x: tf.TensorInfo, filter: tf.Ten
  * [fh, fw, inC, mult], the output [batch, oh, ow, inC·mult].
  */
 export function xnnDepthwiseConv2d(backend: WasmBackend, x: tf.TensorInfo, filter: tf.TensorInfo, g: XnnConvGeometry): tf.TensorInfo {
-  let fn = depthwiseFns.get(backend);
-  if (fn === undefined) {
-    fn = backend.wasm.cwrap("DepthwiseConv2dNative", null, new Array<string>(19).fill("number")) as WasmConvFn;
-    depthwiseFns.set(backend, fn);
-  }
+  const fn = wasmFn(backend, "DepthwiseConv2dNative", 19);
   const [batch, h, w, inC] = x.shape as [number, number, number, number];
   const outC = inC * filter.shape[3]!;
-  const oh = xnnOutSize(h, g.padTop, g.padBottom, g.filterHeight, g.strideHeight, g.dilationHeight);
-  const ow = xnnOutSize(w, g.padLeft, g.padRight, g.filterWidth, g.strideWidth, g.dilationWidth);
-  const out = backend.makeOutput([batch, oh, ow, outC], "float32");
-  const id = (t: tf.TensorInfo): number => {
-    const d = backend.dataIdMap.get(t.dataId);
-    if (d === undefined) throw new Error("jointly conv kernels: a tensor is not on the wasm backend");
-    return d.id;
-  };
+  const out = xnnOutput(backend, x, g, outC);
+  const id = (t: tf.TensorInfo): number => dataOf(backend, t).id;
   fn(
     id(x), batch, h, w, id(filter), g.filterHeight, g.filterWidth,
     g.padTop, g.padRight, g.padBottom, g.padLeft, 0,

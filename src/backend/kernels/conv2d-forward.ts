@@ -18,7 +18,7 @@ import type * as tf from "@tensorflow/tfjs";
 import type { NativeKernels } from "../native.js";
 import { byteOffset, dataOf, prod, type WasmBackend } from "../wasm-internals.js";
 import { conv2DForwardLoop } from "./conv-loops.js";
-import { checkChannels, checkInput, convInfo, geometry, heapF32, inNhwc, nhwcShape, xnnConv2d, xnnForwardPads, type ConvAttrs } from "./conv-util.js";
+import { forwardInfo, geometry, heapF32, heapView, inNhwc, nhwcShape, xnnConv2d, xnnForwardPads, type ConvAttrs } from "./conv-util.js";
 import { applyActivation, FUSABLE_ACTIVATION } from "./fusable-activation.js";
 
 /** The bias and activation fused into a forward convolution. */
@@ -43,10 +43,7 @@ export function conv2dForward(
   attrs: ConvAttrs,
   epi: ConvEpilogue,
 ): tf.TensorInfo {
-  checkInput(kernelName, "x", x);
-  checkInput(kernelName, "filter", filter);
-  const info = convInfo(x.shape, filter.shape, attrs, false);
-  checkChannels(kernelName, info, filter.shape);
+  const info = forwardInfo(kernelName, x, filter, attrs, false);
   const N = info.outChannels;
   const isPrelu = epi.activation === FUSABLE_ACTIVATION.prelu;
   if (isPrelu && epi.prelu === undefined) throw new Error(`${kernelName} (wasm): prelu activation needs preluActivationWeights.`);
@@ -89,15 +86,13 @@ export function conv2dForward(
         );
       }
       const out = wasm.makeOutput(outShape, "float32");
-      const heap = heapF32(wasm);
-      const view = (t: tf.TensorInfo): Float32Array => heap.subarray(byteOffset(wasm, t) / 4, byteOffset(wasm, t) / 4 + prod(t.shape));
-      const y = view(out);
-      conv2DForwardLoop(info, view(xh!), view(filter), y);
+      const y = heapView(wasm, out);
+      conv2DForwardLoop(info, heapView(wasm, xh!), heapView(wasm, filter), y);
       if (bias !== undefined) {
-        const b = view(bias);
+        const b = heapView(wasm, bias);
         for (let i = 0; i < y.length; i++) y[i] += b[i % N]!;
       }
-      applyActivation(y, epi.activation, epi.leakyreluAlpha, epi.prelu === undefined ? undefined : view(epi.prelu));
+      applyActivation(y, epi.activation, epi.leakyreluAlpha, epi.prelu === undefined ? undefined : heapView(wasm, epi.prelu));
       return out;
     });
   } finally {
