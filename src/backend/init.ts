@@ -70,6 +70,9 @@ async function applyFastPaths(name: BackendName, enabled: boolean): Promise<stri
   // Dilated convolutions cannot be trained on any stock backend; these gradients are backend-independent.
   const { registerConvGradients } = await import("./gradients/conv.js");
   registerConvGradients();
+  // Sum's and Mean's gradients without a tensor of ones the size of the input (backend-independent).
+  const { registerReductionGradients } = await import("./gradients/reductions.js");
+  registerReductionGradients();
   if (name !== "wasm") return [];
   // One list (src/backend/kernels/register-all.ts): fixes and missing kernels always (a matter of
   // correctness: without UnsortedSegmentSum no gather or embedding can be trained on wasm), the
