@@ -34,17 +34,16 @@ void activate(float *c, size_t n, int act, float alpha) {
  * (Dense layers keep their output, so the derivative is taken from it, as tfjs's fused matMul does.)
  */
 napi_value ActGrad(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[5];
-  if (!read_args(env, info, 6, &heap, &heap_len, a)) return NULL;
+  call_args call;
+  if (!read_call(env, info, 6, &call)) return NULL;
+  const double *a = call.a;
   const double n = a[0];
   const int act = (int)a[1];
-  if (!in_heap(env, heap_len, a[2], n, "actGrad dy") || !in_heap(env, heap_len, a[3], n, "actGrad y") || !in_heap(env, heap_len, a[4], n, "actGrad output"))
-    return NULL;
-  const float *dy = (const float *)(heap + (size_t)a[2]);
-  const float *y = (const float *)(heap + (size_t)a[3]);
-  float *out = (float *)(heap + (size_t)a[4]);
+  const heap_span spans[3] = {{a[2], n, "dy"}, {a[3], n, "y"}, {a[4], n, "output"}};
+  if (!spans_in_heap(env, &call, "actGrad", 3, spans)) return NULL;
+  const float *dy = heap_floats(&call, a[2]);
+  const float *y = heap_floats(&call, a[3]);
+  float *out = heap_floats(&call, a[4]);
   const size_t count = (size_t)n;
   switch (act) {
     case ACT_RELU:

@@ -157,30 +157,18 @@ static float *col_scratch(napi_env env, size_t rows, size_t K, const char *kerne
 }
 
 /*
- * conv2d(heap, ...geometry, xOff, wOff, outOff, biasOff, act, alpha):
- * out = act(conv(x, w) + bias); biasOff < 0 means no bias (else out_c floats).
+ * conv2d: out = act(conv(x, w) + bias); biasOff (a[18]) < 0 means no bias (else out_c floats), act
+ * and alpha are a[19], a[20].
  */
-napi_value Conv2d(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[21];
-  geom g;
-  if (!read_args(env, info, 22, &heap, &heap_len, a) || !read_geom(env, a, 0, "conv2d", &g)) return NULL;
-  const double xOff = a[15], wOff = a[16], outOff = a[17], biasOff = a[18];
-  const int act = (int)a[19];
-  const float alpha = (float)a[20];
-  if (!in_heap(env, heap_len, xOff, x_count(&g), "conv2d input") || !in_heap(env, heap_len, wOff, w_count(&g, 0), "conv2d filter") ||
-      !in_heap(env, heap_len, outOff, y_count(&g), "conv2d output") || (biasOff >= 0 && !in_heap(env, heap_len, biasOff, (double)g.out_c, "conv2d bias")))
-    return NULL;
-  const float *x = (const float *)(heap + (size_t)xOff), *w = (const float *)(heap + (size_t)wOff);
-  const float *bias = biasOff >= 0 ? (const float *)(heap + (size_t)biasOff) : NULL;
-  float *out = (float *)(heap + (size_t)outOff);
-  const size_t M = g.batch * g.out_h * g.out_w, N = g.out_c, K = g.f_h * g.f_w * g.in_c;
-  if (M == 0 || N == 0) return NULL;
-  const int direct = is_pointwise(&g);
+static void conv2d_loop(napi_env env, const geom *g, const call_args *c, const float *x, const float *w, float *out) {
+  const float *bias = c->a[18] >= 0 ? heap_floats(c, c->a[18]) : NULL;
+  const int act = (int)c->a[19];
+  const float alpha = (float)c->a[20];
+  const size_t M = g->batch * g->out_h * g->out_w, N = g->out_c, K = g->f_h * g->f_w * g->in_c;
+  const int direct = is_pointwise(g);
   const size_t rows_per = direct ? M : block_rows(M, K);
   float *col = (direct || K == 0) ? NULL : col_scratch(env, rows_per, K, "conv2d");
-  if (!direct && K > 0 && col == NULL) return NULL;
+  if (!direct && K > 0 && col == NULL) return;
   for (size_t m0 = 0; m0 < M; m0 += rows_per) {
     const size_t rows = M - m0 < rows_per ? M - m0 : rows_per;
     float *o = out + m0 * N;
@@ -194,90 +182,51 @@ napi_value Conv2d(napi_env env, napi_callback_info info) {
     }
     if (K > 0) {
       const float *A = direct ? x + m0 * K : col;
-      if (!direct) im2col(&g, x, m0, rows, col);
+      if (!direct) im2col(g, x, m0, rows, col);
       sgemm_rows(0, 0, (int)rows, (int)N, (int)K, A, w, beta, o);
     }
     activate(o, rows * N, act, alpha);
   }
   free(col);
-  return NULL;
 }
 
-/*
- * conv2dBackpropInput(heap, ...geometry, dyOff, wOff, dxOff): dx = the gradient of conv(x, w) for x
- * given dy, i.e. per block dcol = dy w^T (sgemm), then col2im adds dcol onto dx.
- */
-napi_value Conv2dBackpropInput(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[18];
-  geom g;
-  if (!read_args(env, info, 19, &heap, &heap_len, a) || !read_geom(env, a, 0, "conv2dBackpropInput", &g)) return NULL;
-  if (!in_heap(env, heap_len, a[15], y_count(&g), "conv2dBackpropInput dy") || !in_heap(env, heap_len, a[16], w_count(&g, 0), "conv2dBackpropInput filter") ||
-      !in_heap(env, heap_len, a[17], x_count(&g), "conv2dBackpropInput dx"))
-    return NULL;
-  const float *dy = (const float *)(heap + (size_t)a[15]), *w = (const float *)(heap + (size_t)a[16]);
-  float *dx = (float *)(heap + (size_t)a[17]);
-  const size_t M = g.batch * g.out_h * g.out_w, N = g.out_c, K = g.f_h * g.f_w * g.in_c;
-  if (x_count(&g) == 0) return NULL;
-  if (M == 0 || N == 0) {
-    memset(dx, 0, sizeof(float) * (size_t)x_count(&g));
-    return NULL;
-  }
-  if (is_pointwise(&g)) {
+/* conv2dBackpropInput: dx = the gradient of conv(x, w) for x given dy, i.e. per block dcol = dy w^T (sgemm), then col2im adds dcol onto dx. */
+static void conv2d_backprop_input_loop(napi_env env, const geom *g, const call_args *c, const float *dy, const float *w, float *dx) {
+  const size_t M = g->batch * g->out_h * g->out_w, N = g->out_c, K = g->f_h * g->f_w * g->in_c;
+  if (is_pointwise(g)) {
     /* dx [M, C] = dy [M, N] w^T, w being [C, N]. */
     sgemm_rows(0, 1, (int)M, (int)K, (int)N, dy, w, 0.0f, dx);
-    return NULL;
+    return;
   }
   const size_t rows_per = block_rows(M, K);
   float *col = col_scratch(env, rows_per, K, "conv2dBackpropInput");
-  if (col == NULL) return NULL;
-  memset(dx, 0, sizeof(float) * (size_t)x_count(&g));
+  if (col == NULL) return;
+  memset(dx, 0, sizeof(float) * (size_t)x_count(g));
   for (size_t m0 = 0; m0 < M; m0 += rows_per) {
     const size_t rows = M - m0 < rows_per ? M - m0 : rows_per;
     sgemm_rows(0, 1, (int)rows, (int)K, (int)N, dy + m0 * N, w, 0.0f, col);
-    col2im_add(&g, col, m0, rows, dx);
+    col2im_add(g, col, m0, rows, dx);
   }
   free(col);
-  return NULL;
 }
 
-/*
- * conv2dBackpropFilter(heap, ...geometry, xOff, dyOff, dwOff): dw = the gradient of conv(x, w) for w
- * given dy, i.e. the sum over blocks of im2col(x)^T dy (sgemm, accumulating into dw).
- */
-napi_value Conv2dBackpropFilter(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[18];
-  geom g;
-  if (!read_args(env, info, 19, &heap, &heap_len, a) || !read_geom(env, a, 0, "conv2dBackpropFilter", &g)) return NULL;
-  if (!in_heap(env, heap_len, a[15], x_count(&g), "conv2dBackpropFilter x") || !in_heap(env, heap_len, a[16], y_count(&g), "conv2dBackpropFilter dy") ||
-      !in_heap(env, heap_len, a[17], w_count(&g, 0), "conv2dBackpropFilter dw"))
-    return NULL;
-  const float *x = (const float *)(heap + (size_t)a[15]), *dy = (const float *)(heap + (size_t)a[16]);
-  float *dw = (float *)(heap + (size_t)a[17]);
-  const size_t M = g.batch * g.out_h * g.out_w, N = g.out_c, K = g.f_h * g.f_w * g.in_c;
-  if (K == 0 || N == 0) return NULL;
-  if (M == 0) {
-    memset(dw, 0, sizeof(float) * K * N);
-    return NULL;
-  }
-  if (is_pointwise(&g)) {
+/* conv2dBackpropFilter: dw = the gradient of conv(x, w) for w given dy, i.e. the sum over blocks of im2col(x)^T dy (sgemm, accumulating into dw). */
+static void conv2d_backprop_filter_loop(napi_env env, const geom *g, const call_args *c, const float *x, const float *dy, float *dw) {
+  const size_t M = g->batch * g->out_h * g->out_w, N = g->out_c, K = g->f_h * g->f_w * g->in_c;
+  if (is_pointwise(g)) {
     /* dw [C, N] = x^T dy over all M pixels. */
     sgemm_rows(1, 0, (int)K, (int)N, (int)M, x, dy, 0.0f, dw);
-    return NULL;
+    return;
   }
   const size_t rows_per = block_rows(M, K);
   float *col = col_scratch(env, rows_per, K, "conv2dBackpropFilter");
-  if (col == NULL) return NULL;
+  if (col == NULL) return;
   for (size_t m0 = 0; m0 < M; m0 += rows_per) {
     const size_t rows = M - m0 < rows_per ? M - m0 : rows_per;
-    im2col(&g, x, m0, rows, col);
+    im2col(g, x, m0, rows, col);
     sgemm_rows(1, 0, (int)K, (int)N, (int)rows, col, dy + m0 * N, m0 == 0 ? 0.0f : 1.0f, dw);
   }
   free(col);
-  return NULL;
 }
 
 /*
@@ -296,10 +245,19 @@ typedef struct {
   size_t *tap;
   /* mult > 1: the filter as [tap][q][c] (forward), a dy row as [q][c] (filter gradient), one out_c row. */
   float *wt, *row, *sums;
+  /* The filter gradient's float64 accumulators (taps * out_c), NULL for the other loops. */
+  double *acc;
 } dw_scratch;
 
-static int dw_scratch_alloc(napi_env env, const geom *g, dw_scratch *s, const char *kernel) {
+static int dw_scratch_alloc(napi_env env, const geom *g, dw_scratch *s, const char *kernel, int with_acc) {
   const size_t taps = g->f_h * g->f_w;
+  char msg[128];
+  s->acc = NULL;
+  if (with_acc && (s->acc = (double *)malloc(sizeof(double) * (taps * g->out_c) + sizeof(double))) == NULL) {
+    snprintf(msg, sizeof msg, "jointly-native %s: could not allocate the accumulator", kernel);
+    napi_throw_error(env, NULL, msg);
+    return 0;
+  }
   s->a = (const float **)malloc(sizeof(float *) * taps);
   s->b = (const float **)malloc(sizeof(float *) * taps);
   s->tap = (size_t *)malloc(sizeof(size_t) * taps);
@@ -307,8 +265,7 @@ static int dw_scratch_alloc(napi_env env, const geom *g, dw_scratch *s, const ch
   s->row = (float *)malloc(sizeof(float) * (g->out_c + 1));
   s->sums = (float *)malloc(sizeof(float) * (g->out_c + 1));
   if (s->a == NULL || s->b == NULL || s->tap == NULL || s->wt == NULL || s->row == NULL || s->sums == NULL) {
-    free(s->a), free(s->b), free(s->tap), free(s->wt), free(s->row), free(s->sums);
-    char msg[128];
+    free(s->a), free(s->b), free(s->tap), free(s->wt), free(s->row), free(s->sums), free(s->acc);
     snprintf(msg, sizeof msg, "jointly-native %s: could not allocate the tap scratch", kernel);
     napi_throw_error(env, NULL, msg);
     return 0;
@@ -316,7 +273,7 @@ static int dw_scratch_alloc(napi_env env, const geom *g, dw_scratch *s, const ch
   return 1;
 }
 
-static void dw_scratch_free(dw_scratch *s) { free(s->a), free(s->b), free(s->tap), free(s->wt), free(s->row), free(s->sums); }
+static void dw_scratch_free(dw_scratch *s) { free(s->a), free(s->b), free(s->tap), free(s->wt), free(s->row), free(s->sums), free(s->acc); }
 
 /* Sixteen floats as one value (GCC / Clang vector extension): one AVX-512 register, or two AVX ones. */
 typedef float vf16 __attribute__((vector_size(DW_BLOCK * sizeof(float))));
@@ -419,8 +376,9 @@ static void depthwise_backprop_input(const geom *g, const float *dy, const float
  * Sums over every output pixel of the batch, accumulated in double and rounded once to float32.
  * With mult > 1 the accumulators are [tap][q][c] and each dy row is rearranged to [q][c] first.
  */
-static void depthwise_backprop_filter(const geom *g, const float *x, const float *dy, double *restrict acc, float *restrict dw, dw_scratch *s) {
+static void depthwise_backprop_filter(const geom *g, const float *x, const float *dy, float *restrict dw, dw_scratch *s) {
   const size_t C = g->in_c, CM = g->out_c, mult = CM / C, taps = g->f_h * g->f_w, n = taps * CM;
+  double *restrict acc = s->acc;
   memset(acc, 0, sizeof(double) * n);
   for (size_t b = 0; b < g->batch; b++)
     for (size_t oy = 0; oy < g->out_h; oy++)
@@ -452,74 +410,78 @@ static void depthwise_backprop_filter(const geom *g, const float *x, const float
       for (size_t q = 0; q < mult; q++) dw[(t * C + c) * mult + q] = (float)acc[(t * mult + q) * C + c];
 }
 
-/* depthwiseConv2d(heap, ...geometry, xOff, wOff, outOff): out_c = in_c * multiplier, filter [f_h, f_w, in_c, mult]. */
-napi_value DepthwiseConv2d(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[18];
+/* What the six entry points differ in; conv_entry does the rest. */
+typedef struct {
+  const char *name;
+  int depthwise;
+  /* The three tensors after the geometry (a[15..17]), the last one written: their extents and their roles in errors. */
+  char ext[3];
+  const char *role[3];
+  /* The tensor (0 or 1) whose emptiness leaves the output all zeros, or -1. (An empty output is always done.) */
+  int zero_if_empty;
+  /* conv2d only: a bias offset, activation and alpha follow (a[18..20]). */
+  int fused;
+  /* The loop: gemm for Conv2D (the im2col kernels), dw for the depthwise ones (with the scratch allocated). */
+  void (*gemm)(napi_env env, const geom *g, const call_args *c, const float *in0, const float *in1, float *out);
+  void (*dw)(const geom *g, const float *in0, const float *in1, float *out, dw_scratch *s);
+} conv_kernel;
+
+static double extent(const geom *g, int depthwise, char which) {
+  return which == 'x' ? x_count(g) : which == 'y' ? y_count(g) : w_count(g, depthwise);
+}
+
+/*
+ * An entry point: name(heap, ...geometry, in0Off, in1Off, outOff[, biasOff, act, alpha]). Reads and
+ * checks the geometry and the tensors' ranges, handles empty tensors, then runs the kernel's loop.
+ */
+static napi_value conv_entry(napi_env env, napi_callback_info info, const conv_kernel *k) {
+  call_args c;
   geom g;
-  if (!read_args(env, info, 19, &heap, &heap_len, a) || !read_geom(env, a, 1, "depthwiseConv2d", &g)) return NULL;
-  if (!in_heap(env, heap_len, a[15], x_count(&g), "depthwiseConv2d input") || !in_heap(env, heap_len, a[16], w_count(&g, 1), "depthwiseConv2d filter") ||
-      !in_heap(env, heap_len, a[17], y_count(&g), "depthwiseConv2d output"))
+  if (!read_call(env, info, k->fused ? 22 : 19, &c) || !read_geom(env, c.a, k->depthwise, k->name, &g)) return NULL;
+  heap_span spans[4];
+  size_t n = 0;
+  for (int i = 0; i < 3; i++) spans[n++] = (heap_span){c.a[15 + i], extent(&g, k->depthwise, k->ext[i]), k->role[i]};
+  if (k->fused && c.a[18] >= 0) spans[n++] = (heap_span){c.a[18], (double)g.out_c, "bias"};
+  if (!spans_in_heap(env, &c, k->name, n, spans)) return NULL;
+  const float *in0 = heap_floats(&c, c.a[15]), *in1 = heap_floats(&c, c.a[16]);
+  float *out = heap_floats(&c, c.a[17]);
+  if (spans[2].count == 0) return NULL;
+  if (k->zero_if_empty >= 0 && spans[k->zero_if_empty].count == 0) {
+    memset(out, 0, sizeof(float) * (size_t)spans[2].count);
     return NULL;
-  if (x_count(&g) == 0 || y_count(&g) == 0) {
-    memset(heap + (size_t)a[17], 0, sizeof(float) * (size_t)y_count(&g));
+  }
+  if (k->gemm != NULL) {
+    k->gemm(env, &g, &c, in0, in1, out);
     return NULL;
   }
   dw_scratch s;
-  if (!dw_scratch_alloc(env, &g, &s, "depthwiseConv2d")) return NULL;
-  depthwise_forward(&g, (const float *)(heap + (size_t)a[15]), (const float *)(heap + (size_t)a[16]), (float *)(heap + (size_t)a[17]), &s);
+  if (!dw_scratch_alloc(env, &g, &s, k->name, k->dw == depthwise_backprop_filter)) return NULL;
+  k->dw(&g, in0, in1, out, &s);
   dw_scratch_free(&s);
   return NULL;
 }
 
+static const conv_kernel CONV2D = {"conv2d", 0, {'x', 'w', 'y'}, {"input", "filter", "output"}, -1, 1, conv2d_loop, NULL};
+static const conv_kernel CONV2D_BACKPROP_INPUT = {
+    "conv2dBackpropInput", 0, {'y', 'w', 'x'}, {"dy", "filter", "dx"}, 0, 0, conv2d_backprop_input_loop, NULL};
+static const conv_kernel CONV2D_BACKPROP_FILTER = {
+    "conv2dBackpropFilter", 0, {'x', 'y', 'w'}, {"x", "dy", "dw"}, 1, 0, conv2d_backprop_filter_loop, NULL};
+/* out_c = in_c * multiplier, filter [f_h, f_w, in_c, mult]. */
+static const conv_kernel DEPTHWISE = {"depthwiseConv2d", 1, {'x', 'w', 'y'}, {"input", "filter", "output"}, 0, 0, NULL, depthwise_forward};
+static const conv_kernel DEPTHWISE_BACKPROP_INPUT = {
+    "depthwiseConv2dBackpropInput", 1, {'y', 'w', 'x'}, {"dy", "filter", "dx"}, 0, 0, NULL, depthwise_backprop_input};
+static const conv_kernel DEPTHWISE_BACKPROP_FILTER = {
+    "depthwiseConv2dBackpropFilter", 1, {'x', 'y', 'w'}, {"x", "dy", "dw"}, -1, 0, NULL, depthwise_backprop_filter};
+
+/* conv2d(heap, ...geometry, xOff, wOff, outOff, biasOff, act, alpha). */
+napi_value Conv2d(napi_env env, napi_callback_info info) { return conv_entry(env, info, &CONV2D); }
+/* conv2dBackpropInput(heap, ...geometry, dyOff, wOff, dxOff). */
+napi_value Conv2dBackpropInput(napi_env env, napi_callback_info info) { return conv_entry(env, info, &CONV2D_BACKPROP_INPUT); }
+/* conv2dBackpropFilter(heap, ...geometry, xOff, dyOff, dwOff). */
+napi_value Conv2dBackpropFilter(napi_env env, napi_callback_info info) { return conv_entry(env, info, &CONV2D_BACKPROP_FILTER); }
+/* depthwiseConv2d(heap, ...geometry, xOff, wOff, outOff). */
+napi_value DepthwiseConv2d(napi_env env, napi_callback_info info) { return conv_entry(env, info, &DEPTHWISE); }
 /* depthwiseConv2dBackpropInput(heap, ...geometry, dyOff, wOff, dxOff). */
-napi_value DepthwiseConv2dBackpropInput(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[18];
-  geom g;
-  if (!read_args(env, info, 19, &heap, &heap_len, a) || !read_geom(env, a, 1, "depthwiseConv2dBackpropInput", &g)) return NULL;
-  if (!in_heap(env, heap_len, a[15], y_count(&g), "depthwiseConv2dBackpropInput dy") ||
-      !in_heap(env, heap_len, a[16], w_count(&g, 1), "depthwiseConv2dBackpropInput filter") ||
-      !in_heap(env, heap_len, a[17], x_count(&g), "depthwiseConv2dBackpropInput dx"))
-    return NULL;
-  if (x_count(&g) == 0) return NULL;
-  if (y_count(&g) == 0) {
-    memset(heap + (size_t)a[17], 0, sizeof(float) * (size_t)x_count(&g));
-    return NULL;
-  }
-  dw_scratch s;
-  if (!dw_scratch_alloc(env, &g, &s, "depthwiseConv2dBackpropInput")) return NULL;
-  depthwise_backprop_input(&g, (const float *)(heap + (size_t)a[15]), (const float *)(heap + (size_t)a[16]), (float *)(heap + (size_t)a[17]), &s);
-  dw_scratch_free(&s);
-  return NULL;
-}
-
+napi_value DepthwiseConv2dBackpropInput(napi_env env, napi_callback_info info) { return conv_entry(env, info, &DEPTHWISE_BACKPROP_INPUT); }
 /* depthwiseConv2dBackpropFilter(heap, ...geometry, xOff, dyOff, dwOff). */
-napi_value DepthwiseConv2dBackpropFilter(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[18];
-  geom g;
-  if (!read_args(env, info, 19, &heap, &heap_len, a) || !read_geom(env, a, 1, "depthwiseConv2dBackpropFilter", &g)) return NULL;
-  if (!in_heap(env, heap_len, a[15], x_count(&g), "depthwiseConv2dBackpropFilter x") ||
-      !in_heap(env, heap_len, a[16], y_count(&g), "depthwiseConv2dBackpropFilter dy") ||
-      !in_heap(env, heap_len, a[17], w_count(&g, 1), "depthwiseConv2dBackpropFilter dw"))
-    return NULL;
-  const size_t n = (size_t)w_count(&g, 1);
-  double *acc = (double *)malloc(sizeof(double) * n + sizeof(double));
-  if (acc == NULL) {
-    napi_throw_error(env, NULL, "jointly-native depthwiseConv2dBackpropFilter: could not allocate the accumulator");
-    return NULL;
-  }
-  dw_scratch s;
-  if (!dw_scratch_alloc(env, &g, &s, "depthwiseConv2dBackpropFilter")) {
-    free(acc);
-    return NULL;
-  }
-  depthwise_backprop_filter(&g, (const float *)(heap + (size_t)a[15]), (const float *)(heap + (size_t)a[16]), acc, (float *)(heap + (size_t)a[17]), &s);
-  dw_scratch_free(&s);
-  free(acc);
-  return NULL;
-}
+napi_value DepthwiseConv2dBackpropFilter(napi_env env, napi_callback_info info) { return conv_entry(env, info, &DEPTHWISE_BACKPROP_FILTER); }

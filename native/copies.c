@@ -11,14 +11,14 @@
  * which is the order (and so the result) of tfjs-wasm's Sum after its transpose, without the transpose.
  */
 napi_value SumRows(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[4];
-  if (!read_args(env, info, 5, &heap, &heap_len, a)) return NULL;
+  call_args call;
+  if (!read_call(env, info, 5, &call)) return NULL;
+  const double *a = call.a;
   const size_t rows = (size_t)a[0], cols = (size_t)a[1];
-  if (!in_heap(env, heap_len, a[2], a[0] * a[1], "sumRows input") || !in_heap(env, heap_len, a[3], a[1], "sumRows output")) return NULL;
-  const float *x = (const float *)(heap + (size_t)a[2]);
-  float *out = (float *)(heap + (size_t)a[3]);
+  const heap_span spans[2] = {{a[2], a[0] * a[1], "input"}, {a[3], a[1], "output"}};
+  if (!spans_in_heap(env, &call, "sumRows", 2, spans)) return NULL;
+  const float *x = heap_floats(&call, a[2]);
+  float *out = heap_floats(&call, a[3]);
   if (rows == 0) {
     memset(out, 0, sizeof(float) * cols);
     return NULL;
@@ -37,17 +37,15 @@ napi_value SumRows(napi_env env, napi_callback_info info) {
  * [0, tableRows) (nothing is copied then), for the caller to report.
  */
 napi_value GatherRows(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[6];
-  if (!read_args(env, info, 7, &heap, &heap_len, a)) return NULL;
+  call_args call;
+  if (!read_call(env, info, 7, &call)) return NULL;
+  const double *a = call.a;
   const double n = a[0], row = a[1], rows = a[2];
-  if (!in_heap(env, heap_len, a[3], rows * row, "gather table") || !in_heap(env, heap_len, a[4], n, "gather indices") ||
-      !in_heap(env, heap_len, a[5], n * row, "gather output"))
-    return NULL;
-  const char *table = heap + (size_t)a[3];
-  const int32_t *idx = (const int32_t *)(heap + (size_t)a[4]);
-  char *out = heap + (size_t)a[5];
+  const heap_span spans[3] = {{a[3], rows * row, "table"}, {a[4], n, "indices"}, {a[5], n * row, "output"}};
+  if (!spans_in_heap(env, &call, "gather", 3, spans)) return NULL;
+  const char *table = call.heap + (size_t)a[3];
+  const int32_t *idx = (const int32_t *)(call.heap + (size_t)a[4]);
+  char *out = call.heap + (size_t)a[5];
   const size_t count = (size_t)n, bytes = (size_t)row * 4;
   napi_value result;
   for (size_t i = 0; i < count; i++) {
@@ -66,16 +64,15 @@ napi_value GatherRows(napi_env env, napi_callback_info info) {
  * 4-byte elements between row strides (in elements): one part of a Concat or a SplitV on the last axes.
  */
 napi_value Copy2d(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[6];
-  if (!read_args(env, info, 7, &heap, &heap_len, a)) return NULL;
+  call_args call;
+  if (!read_call(env, info, 7, &call)) return NULL;
+  const double *a = call.a;
   const double rows = a[0], width = a[1], ss = a[3], ds = a[5];
   if (rows == 0 || width == 0) return NULL;
-  if (!in_heap(env, heap_len, a[2], (rows - 1) * ss + width, "copy source") || !in_heap(env, heap_len, a[4], (rows - 1) * ds + width, "copy destination"))
-    return NULL;
-  const char *src = heap + (size_t)a[2];
-  char *dst = heap + (size_t)a[4];
+  const heap_span spans[2] = {{a[2], (rows - 1) * ss + width, "source"}, {a[4], (rows - 1) * ds + width, "destination"}};
+  if (!spans_in_heap(env, &call, "copy", 2, spans)) return NULL;
+  const char *src = call.heap + (size_t)a[2];
+  char *dst = call.heap + (size_t)a[4];
   const size_t r = (size_t)rows, bytes = (size_t)width * 4, sstep = (size_t)ss * 4, dstep = (size_t)ds * 4;
   for (size_t i = 0; i < r; i++) memcpy(dst + i * dstep, src + i * sstep, bytes);
   return NULL;

@@ -55,10 +55,9 @@ enum { OP_ADD = 0, OP_SUB = 1, OP_MUL = 2, OP_DIV = 3 };
  * 0 along an axis it is broadcast over). op: 0 add, 1 sub, 2 mul, 3 div.
  */
 napi_value Binary(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[16];
-  if (!read_args(env, info, 17, &heap, &heap_len, a)) return NULL;
+  call_args call;
+  if (!read_call(env, info, 17, &call)) return NULL;
+  const double *a = call.a;
   const int opcode = (int)a[0];
   if (a[0] != opcode || opcode < OP_ADD || opcode > OP_DIV) {
     char msg[96];
@@ -82,12 +81,11 @@ napi_value Binary(napi_env env, napi_callback_info info) {
     if (dk > 0) a_last += (dk - 1) * ak, b_last += (dk - 1) * bk;
   }
   if (count == 0) return NULL;
-  if (!in_heap(env, heap_len, a[13], a_last + 1, "binary a") || !in_heap(env, heap_len, a[14], b_last + 1, "binary b") ||
-      !in_heap(env, heap_len, a[15], count, "binary output"))
-    return NULL;
-  const float *A = (const float *)(heap + (size_t)a[13]);
-  const float *B = (const float *)(heap + (size_t)a[14]);
-  float *out = (float *)(heap + (size_t)a[15]);
+  const heap_span spans[3] = {{a[13], a_last + 1, "a"}, {a[14], b_last + 1, "b"}, {a[15], count, "output"}};
+  if (!spans_in_heap(env, &call, "binary", 3, spans)) return NULL;
+  const float *A = heap_floats(&call, a[13]);
+  const float *B = heap_floats(&call, a[14]);
+  float *out = heap_floats(&call, a[15]);
   const size_t n = d[3];
   switch (opcode) {
     case OP_ADD:
@@ -117,10 +115,9 @@ static double param_at(const float *p, size_t len, size_t c) { return (double)p[
  * backend's defaults).
  */
 napi_value BatchNorm(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[13];
-  if (!read_args(env, info, 14, &heap, &heap_len, a)) return NULL;
+  call_args call;
+  if (!read_call(env, info, 14, &call)) return NULL;
+  const double *a = call.a;
   const double rows = a[0], channels = a[1];
   if (!(rows >= 0) || !(channels >= 1) || rows != floor(rows) || channels != floor(channels)) {
     char msg[128];
@@ -140,11 +137,12 @@ napi_value BatchNorm(napi_env env, napi_callback_info info) {
       napi_throw_range_error(env, NULL, msg);
       return NULL;
     }
-    if (!in_heap(env, heap_len, off, len, names[k])) return NULL;
-    params[k] = (const float *)(heap + (size_t)off);
+    if (!in_heap(env, call.heap_len, off, len, names[k])) return NULL;
+    params[k] = heap_floats(&call, off);
     lens[k] = (size_t)len;
   }
-  if (!in_heap(env, heap_len, a[2], rows * channels, "batchNorm x") || !in_heap(env, heap_len, a[12], rows * channels, "batchNorm output")) return NULL;
+  const heap_span spans[2] = {{a[2], rows * channels, "x"}, {a[12], rows * channels, "output"}};
+  if (!spans_in_heap(env, &call, "batchNorm", 2, spans)) return NULL;
   const size_t C = (size_t)channels, R = (size_t)rows;
   const double eps = a[11];
   double *pc = malloc(4 * C * sizeof(double));
@@ -159,8 +157,8 @@ napi_value BatchNorm(napi_env env, napi_callback_info info) {
     off[c] = params[2] == NULL ? 0.0 : param_at(params[2], lens[2], c);
     s[c] = params[3] == NULL ? 1.0 : param_at(params[3], lens[3], c);
   }
-  const float *x = (const float *)(heap + (size_t)a[2]);
-  float *out = (float *)(heap + (size_t)a[12]);
+  const float *x = heap_floats(&call, a[2]);
+  float *out = heap_floats(&call, a[12]);
   for (size_t r = 0; r < R; r++) {
     const float *xr = x + r * C;
     float *orow = out + r * C;

@@ -70,6 +70,17 @@ int in_heap(napi_env env, size_t heap_len, double off, double count, const char 
   return 1;
 }
 
+int read_call(napi_env env, napi_callback_info info, size_t want, call_args *c) { return read_args(env, info, want, &c->heap, &c->heap_len, c->a); }
+
+int spans_in_heap(napi_env env, const call_args *c, const char *kernel, size_t n, const heap_span *spans) {
+  for (size_t i = 0; i < n; i++) {
+    char what[96];
+    snprintf(what, sizeof what, "%s %s", kernel, spans[i].role);
+    if (!in_heap(env, c->heap_len, spans[i].off, spans[i].count, what)) return 0;
+  }
+  return 1;
+}
+
 /* setThreads(n): BLAS threads for later products. */
 static napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;

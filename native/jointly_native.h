@@ -41,6 +41,28 @@ int read_args(napi_env env, napi_callback_info info, size_t want, char **heap, s
 /* True when [off, off + count floats) lies inside the heap; else throws a RangeError naming `what`. */
 int in_heap(napi_env env, size_t heap_len, double off, double count, const char *what);
 
+/* A kernel call's arguments: the wasm heap (argument 0) and the numbers after it (a[i] is argument i + 1). */
+typedef struct {
+  char *heap;
+  size_t heap_len;
+  double a[MAX_ARGS - 1];
+} call_args;
+
+/* read_args into c; 0 (with a JS error thrown) on failure. */
+int read_call(napi_env env, napi_callback_info info, size_t want, call_args *c);
+
+/* One range a kernel reads or writes: its byte offset, its length in floats, and its role in errors ("input", "dy"). */
+typedef struct {
+  double off, count;
+  const char *role;
+} heap_span;
+
+/* in_heap for each span in order, named "<kernel> <role>"; 0 at the first one outside the heap (its RangeError thrown). */
+int spans_in_heap(napi_env env, const call_args *c, const char *kernel, size_t n, const heap_span *spans);
+
+/* The floats at byte offset `off` of the heap (an offset spans_in_heap or in_heap accepted). */
+static inline float *heap_floats(const call_args *c, double off) { return (float *)(c->heap + (size_t)off); }
+
 /* Activation codes: the wasm backend's FusableActivation numbering. */
 enum { ACT_LINEAR = 0, ACT_RELU = 1, ACT_RELU6 = 2, ACT_LEAKYRELU = 4, ACT_SIGMOID = 5, ACT_ELU = 6 };
 

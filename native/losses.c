@@ -38,20 +38,18 @@ enum { LOSS_SOFTMAX_CE = 0, LOSS_MSE = 1, LOSS_SIGMOID_CE = 2, LOSS_SOFTMAX_CE_R
  * Returns -1, or the row of the first class id that is not an integer in [0, cols) (softmax CE).
  */
 napi_value LossForward(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[8];
-  if (!read_args(env, info, 9, &heap, &heap_len, a)) return NULL;
+  call_args call;
+  if (!read_call(env, info, 9, &call)) return NULL;
+  const double *a = call.a;
   const int kind = (int)a[0];
   const size_t n = (size_t)a[1], cols = (size_t)a[2];
   const int label_float = a[5] != 0, mean = a[7] != 0;
   const double label_count = kind == LOSS_SOFTMAX_CE ? a[1] : a[1] * a[2];
-  if (!in_heap(env, heap_len, a[3], a[1] * a[2], "loss predictions") || !in_heap(env, heap_len, a[4], label_count, "loss labels") ||
-      !in_heap(env, heap_len, a[6], mean ? 1 : a[1], "loss output"))
-    return NULL;
-  const float *p = (const float *)(heap + (size_t)a[3]);
-  const char *labels = heap + (size_t)a[4];
-  float *out = (float *)(heap + (size_t)a[6]);
+  const heap_span spans[3] = {{a[3], a[1] * a[2], "predictions"}, {a[4], label_count, "labels"}, {a[6], mean ? 1 : a[1], "output"}};
+  if (!spans_in_heap(env, &call, "loss", 3, spans)) return NULL;
+  const float *p = heap_floats(&call, a[3]);
+  const char *labels = call.heap + (size_t)a[4];
+  float *out = heap_floats(&call, a[6]);
   napi_value result;
   double total = 0;
   for (size_t i = 0; i < n; i++) {
@@ -105,21 +103,20 @@ napi_value LossForward(napi_env env, napi_callback_info info) {
  *   sigmoid CE: dy_i (sigmoid(x) - z) / cols (labels: -dy_i x / cols).
  */
 napi_value LossBackward(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[10];
-  if (!read_args(env, info, 11, &heap, &heap_len, a)) return NULL;
+  call_args call;
+  if (!read_call(env, info, 11, &call)) return NULL;
+  const double *a = call.a;
   const int kind = (int)a[0];
   const size_t n = (size_t)a[1], cols = (size_t)a[2];
   const int label_float = a[5] != 0, dy_scalar = a[7] != 0, wrt_labels = a[9] != 0;
   const double label_count = kind == LOSS_SOFTMAX_CE ? a[1] : a[1] * a[2];
-  if (!in_heap(env, heap_len, a[3], a[1] * a[2], "loss predictions") || !in_heap(env, heap_len, a[4], label_count, "loss labels") ||
-      !in_heap(env, heap_len, a[6], dy_scalar ? 1 : a[1], "loss dy") || !in_heap(env, heap_len, a[8], a[1] * a[2], "loss gradient"))
-    return NULL;
-  const float *p = (const float *)(heap + (size_t)a[3]);
-  const char *labels = heap + (size_t)a[4];
-  const float *dy = (const float *)(heap + (size_t)a[6]);
-  float *out = (float *)(heap + (size_t)a[8]);
+  const heap_span spans[4] = {
+      {a[3], a[1] * a[2], "predictions"}, {a[4], label_count, "labels"}, {a[6], dy_scalar ? 1 : a[1], "dy"}, {a[8], a[1] * a[2], "gradient"}};
+  if (!spans_in_heap(env, &call, "loss", 4, spans)) return NULL;
+  const float *p = heap_floats(&call, a[3]);
+  const char *labels = call.heap + (size_t)a[4];
+  const float *dy = heap_floats(&call, a[6]);
+  float *out = heap_floats(&call, a[8]);
   const double inv_n = n > 0 ? 1.0 / (double)n : 0.0;
   for (size_t i = 0; i < n; i++) {
     const float *row = p + i * cols;

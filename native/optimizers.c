@@ -37,21 +37,22 @@ static void adam_in_place(float *restrict x, const float *restrict g, float *res
  *   m' = m*b1 + g*c1;  v' = v*b2 + (g*g)*c2;  x' = ((m'/oma1) / (sqrt(v'/oma2) + eps)) * nlr + x
  */
 napi_value Adam(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[16];
-  if (!read_args(env, info, 17, &heap, &heap_len, a)) return NULL;
+  call_args call;
+  if (!read_call(env, info, 17, &call)) return NULL;
+  const double *a = call.a;
   const double n = a[0];
-  const char *names[7] = {"adam variable", "adam gradient", "adam first moment", "adam second moment", "adam variable output", "adam first moment output", "adam second moment output"};
-  for (int i = 0; i < 7; i++)
-    if (!in_heap(env, heap_len, a[1 + i], n, names[i])) return NULL;
-  const float *x = (const float *)(heap + (size_t)a[1]);
-  const float *g = (const float *)(heap + (size_t)a[2]);
-  const float *m = (const float *)(heap + (size_t)a[3]);
-  const float *v = (const float *)(heap + (size_t)a[4]);
-  float *xo = (float *)(heap + (size_t)a[5]);
-  float *mo = (float *)(heap + (size_t)a[6]);
-  float *vo = (float *)(heap + (size_t)a[7]);
+  const heap_span spans[7] = {{a[1], n, "variable"},        {a[2], n, "gradient"},
+                              {a[3], n, "first moment"},    {a[4], n, "second moment"},
+                              {a[5], n, "variable output"}, {a[6], n, "first moment output"},
+                              {a[7], n, "second moment output"}};
+  if (!spans_in_heap(env, &call, "adam", 7, spans)) return NULL;
+  const float *x = heap_floats(&call, a[1]);
+  const float *g = heap_floats(&call, a[2]);
+  const float *m = heap_floats(&call, a[3]);
+  const float *v = heap_floats(&call, a[4]);
+  float *xo = heap_floats(&call, a[5]);
+  float *mo = heap_floats(&call, a[6]);
+  float *vo = heap_floats(&call, a[7]);
   const float b1 = (float)a[8], c1 = (float)a[9], b2 = (float)a[10], c2 = (float)a[11];
   const float oma1 = (float)a[12], oma2 = (float)a[13], eps = (float)a[14], nlr = (float)a[15];
   const size_t count = (size_t)n;
@@ -73,17 +74,15 @@ static void sgd_in_place(float *restrict x, const float *restrict g, size_t coun
 
 /* sgd(heap, n, xOff, gOff, xDst, nlr): x' = nlr*g + x, as tf.train.sgd's ops. */
 napi_value Sgd(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[5];
-  if (!read_args(env, info, 6, &heap, &heap_len, a)) return NULL;
+  call_args call;
+  if (!read_call(env, info, 6, &call)) return NULL;
+  const double *a = call.a;
   const double n = a[0];
-  if (!in_heap(env, heap_len, a[1], n, "sgd variable") || !in_heap(env, heap_len, a[2], n, "sgd gradient") ||
-      !in_heap(env, heap_len, a[3], n, "sgd variable output"))
-    return NULL;
-  const float *x = (const float *)(heap + (size_t)a[1]);
-  const float *g = (const float *)(heap + (size_t)a[2]);
-  float *xo = (float *)(heap + (size_t)a[3]);
+  const heap_span spans[3] = {{a[1], n, "variable"}, {a[2], n, "gradient"}, {a[3], n, "variable output"}};
+  if (!spans_in_heap(env, &call, "sgd", 3, spans)) return NULL;
+  const float *x = heap_floats(&call, a[1]);
+  const float *g = heap_floats(&call, a[2]);
+  float *xo = heap_floats(&call, a[3]);
   const float nlr = (float)a[4];
   const size_t count = (size_t)n;
   if (xo == x) {

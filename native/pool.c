@@ -192,37 +192,32 @@ static int32_t *pool_scratch(napi_env env, const pool_geom *g) {
   return taps;
 }
 
-/* maxPool(heap, ...geometry[20], xOff, yOff): y = the window maxima of x. */
-napi_value MaxPool(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[22];
+/*
+ * maxPool(heap, ...geometry[20], xOff, yOff): y = the window maxima of x.
+ * maxPoolGrad(heap, ...geometry[20], xOff, dyOff, dxOff): dx (x's shape) = dy routed to each window's maximum.
+ */
+static napi_value pool_entry(napi_env env, napi_callback_info info, int grad) {
+  const char *kernel = grad ? "maxPoolGrad" : "maxPool";
+  call_args c;
   pool_geom g;
-  if (!read_args(env, info, 23, &heap, &heap_len, a) || !read_pool_geom(env, a, "maxPool", &g)) return NULL;
-  if (!in_heap(env, heap_len, a[20], pool_x_count(&g), "maxPool x") || !in_heap(env, heap_len, a[21], pool_y_count(&g), "maxPool output")) return NULL;
+  if (!read_call(env, info, grad ? 24 : 23, &c) || !read_pool_geom(env, c.a, kernel, &g)) return NULL;
+  const double nx = pool_x_count(&g);
+  const heap_span spans[3] = {{c.a[20], nx, "x"}, {c.a[21], pool_y_count(&g), grad ? "dy" : "output"}, {grad ? c.a[22] : 0, nx, "dx"}};
+  if (!spans_in_heap(env, &c, kernel, grad ? 3 : 2, spans)) return NULL;
   int32_t *taps = pool_scratch(env, &g);
   if (taps == NULL) return NULL;
-  pool_loop(&g, (const float *)(heap + (size_t)a[20]), (heap_len - (size_t)a[20]) / 4, (float *)(heap + (size_t)a[21]), NULL, NULL, taps);
+  const float *x = heap_floats(&c, c.a[20]);
+  const size_t room = (c.heap_len - (size_t)c.a[20]) / 4;
+  if (grad) {
+    float *dx = heap_floats(&c, c.a[22]);
+    memset(dx, 0, (size_t)nx * sizeof(float));
+    pool_loop(&g, x, room, NULL, heap_floats(&c, c.a[21]), dx, taps);
+  } else {
+    pool_loop(&g, x, room, heap_floats(&c, c.a[21]), NULL, NULL, taps);
+  }
   free(taps);
   return NULL;
 }
 
-/* maxPoolGrad(heap, ...geometry[20], xOff, dyOff, dxOff): dx (x's shape) = dy routed to each window's maximum. */
-napi_value MaxPoolGrad(napi_env env, napi_callback_info info) {
-  char *heap;
-  size_t heap_len;
-  double a[23];
-  pool_geom g;
-  if (!read_args(env, info, 24, &heap, &heap_len, a) || !read_pool_geom(env, a, "maxPoolGrad", &g)) return NULL;
-  const double nx = pool_x_count(&g);
-  if (!in_heap(env, heap_len, a[20], nx, "maxPoolGrad x") || !in_heap(env, heap_len, a[21], pool_y_count(&g), "maxPoolGrad dy") ||
-      !in_heap(env, heap_len, a[22], nx, "maxPoolGrad dx"))
-    return NULL;
-  int32_t *taps = pool_scratch(env, &g);
-  if (taps == NULL) return NULL;
-  float *dx = (float *)(heap + (size_t)a[22]);
-  memset(dx, 0, (size_t)nx * sizeof(float));
-  pool_loop(&g, (const float *)(heap + (size_t)a[20]), (heap_len - (size_t)a[20]) / 4, NULL, (const float *)(heap + (size_t)a[21]), dx, taps);
-  free(taps);
-  return NULL;
-}
+napi_value MaxPool(napi_env env, napi_callback_info info) { return pool_entry(env, info, 0); }
+napi_value MaxPoolGrad(napi_env env, napi_callback_info info) { return pool_entry(env, info, 1); }

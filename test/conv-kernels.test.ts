@@ -15,6 +15,7 @@ import "@tensorflow/tfjs-backend-wasm";
 import { Rng } from "../src/data/random.js";
 import { activeNative, nativeKernels, setNativeKernelsEnabled, type NativeKernels } from "../src/backend/native.js";
 import type { WasmKernel } from "../src/backend/kernels/types.js";
+import { noLeaks, runKernel as run, withWasmKernels, type Named } from "./fixtures/wasm-kernels.js";
 import { conv2DKernel } from "../src/backend/kernels/Conv2D.js";
 import { fusedConv2DKernel } from "../src/backend/kernels/FusedConv2D.js";
 import { conv2DBackpropInputKernel } from "../src/backend/kernels/Conv2DBackpropInput.js";
@@ -56,58 +57,8 @@ test("the native addon is built and has the conv functions (npm run native)", ()
   }
 });
 
-/** Registers our kernels made with `withNative` (or without the addon), runs `fn`, puts the stock ones back. */
-async function withKernels<T>(withNative: boolean, fn: () => Promise<T> | T): Promise<T> {
-  const saved: { name: string; stock?: tf.KernelConfig }[] = [];
-  for (const k of KERNELS) {
-    const stock = tf.getKernel(k.kernelName, "wasm");
-    const kernelFunc = k.make(withNative ? native : undefined, stock?.kernelFunc);
-    if (kernelFunc === undefined) continue;
-    if (stock !== undefined) tf.unregisterKernel(k.kernelName, "wasm");
-    tf.registerKernel({ kernelName: k.kernelName, backendName: "wasm", kernelFunc, setupFunc: stock?.setupFunc });
-    saved.push({ name: k.kernelName, stock });
-  }
-  try {
-    return await fn();
-  } finally {
-    for (const s of saved) {
-      tf.unregisterKernel(s.name, "wasm");
-      if (s.stock !== undefined) tf.registerKernel(s.stock);
-    }
-  }
-}
-
-/** Asserts that `fn` leaves no tensor and no wasm buffer behind. */
-async function noLeaks(fn: () => Promise<void>): Promise<void> {
-  const wasm = tf.findBackend("wasm") as tf.KernelBackend;
-  const tensors = tf.memory().numTensors;
-  const buffers = wasm.numDataIds();
-  await fn();
-  assert.equal(tf.memory().numTensors, tensors, "tensors left behind");
-  assert.equal(wasm.numDataIds(), buffers, "wasm buffers left behind");
-}
-
-type Named = Record<string, { shape: number[]; data: Float32Array }>;
-
-/** Runs one kernel on the given backend from plain arrays; returns its output's values and shape. */
-async function run(backend: "wasm" | "cpu", kernelName: string, inputs: Named, attrs: object): Promise<{ data: Float32Array; shape: number[] }> {
-  const previous = tf.getBackend();
-  if (previous !== backend) await tf.setBackend(backend);
-  try {
-    const ts = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor(v.data, v.shape, "float32")]));
-    try {
-      const out = tf.engine().runKernel(kernelName, ts, attrs as tf.NamedAttrMap) as tf.Tensor;
-      const data = out.dataSync() as Float32Array;
-      const shape = out.shape;
-      out.dispose();
-      return { data: Float32Array.from(data), shape };
-    } finally {
-      tf.dispose(Object.values(ts));
-    }
-  } finally {
-    if (previous !== backend) await tf.setBackend(previous);
-  }
-}
+/** Registers our kernels made with the addon (`withNative`) or without it around `fn`. */
+const withKernels = <T>(withNative: boolean, fn: () => Promise<T> | T): Promise<T> => withWasmKernels(KERNELS, withNative ? native : undefined, fn);
 
 /** max |a - b| / max |b|: the error relative to the reference's scale. */
 function relError(got: ArrayLike<number>, ref: ArrayLike<number>): number {

@@ -19,6 +19,7 @@ import "@tensorflow/tfjs-backend-wasm";
 import { Rng } from "../src/data/random.js";
 import { activeNative, nativeKernels, setNativeKernelsEnabled, type NativeKernels } from "../src/backend/native.js";
 import type { WasmKernel } from "../src/backend/kernels/types.js";
+import { noLeaks, runKernel as run, withWasmKernels, type Named } from "./fixtures/wasm-kernels.js";
 import { maxPoolGradKernel } from "../src/backend/kernels/MaxPoolGrad.js";
 import { maxPool3DKernel } from "../src/backend/kernels/MaxPool3D.js";
 import { maxPool3DGradKernel } from "../src/backend/kernels/MaxPool3DGrad.js";
@@ -67,59 +68,9 @@ test("the native addon is built and has the pooling and element-wise functions (
   for (const name of ["maxPool", "maxPoolGrad", "binary", "batchNorm"] as const) assert.equal(typeof native[name], "function", name);
 });
 
-/** Registers the kernels made with the (counted) addon or without it, runs `fn`, puts the stock ones back. */
-async function withKernels<T>(withNative: boolean, fn: () => Promise<T> | T): Promise<T> {
-  const saved: { name: string; stock?: tf.KernelConfig }[] = [];
-  const addon = withNative && native !== undefined ? counted(native) : undefined;
-  for (const k of KERNELS) {
-    const stock = tf.getKernel(k.kernelName, "wasm");
-    const kernelFunc = k.make(addon, stock?.kernelFunc);
-    if (kernelFunc === undefined) continue;
-    if (stock !== undefined) tf.unregisterKernel(k.kernelName, "wasm");
-    tf.registerKernel({ kernelName: k.kernelName, backendName: "wasm", kernelFunc, setupFunc: stock?.setupFunc });
-    saved.push({ name: k.kernelName, stock });
-  }
-  try {
-    return await fn();
-  } finally {
-    for (const s of saved) {
-      tf.unregisterKernel(s.name, "wasm");
-      if (s.stock !== undefined) tf.registerKernel(s.stock);
-    }
-  }
-}
-
-/** Asserts that `fn` leaves no tensor and no wasm buffer behind. */
-async function noLeaks(fn: () => Promise<void>): Promise<void> {
-  const wasm = tf.findBackend("wasm") as tf.KernelBackend;
-  const tensors = tf.memory().numTensors;
-  const buffers = wasm.numDataIds();
-  await fn();
-  assert.equal(tf.memory().numTensors, tensors, "tensors left behind");
-  assert.equal(wasm.numDataIds(), buffers, "wasm buffers left behind");
-}
-
-type Named = Record<string, { shape: number[]; data: Float32Array }>;
-
-/** Runs one kernel on the given backend from plain arrays; returns its output's values and shape. */
-async function run(backend: "wasm" | "cpu", kernelName: string, inputs: Named, attrs: object = {}): Promise<{ data: Float32Array; shape: number[] }> {
-  const previous = tf.getBackend();
-  if (previous !== backend) await tf.setBackend(backend);
-  try {
-    const ts = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, tf.tensor(v.data, v.shape, "float32")]));
-    try {
-      const out = tf.engine().runKernel(kernelName, ts, attrs as tf.NamedAttrMap) as tf.Tensor;
-      const data = out.dataSync() as Float32Array;
-      const shape = out.shape;
-      out.dispose();
-      return { data: Float32Array.from(data), shape };
-    } finally {
-      tf.dispose(Object.values(ts));
-    }
-  } finally {
-    if (previous !== backend) await tf.setBackend(previous);
-  }
-}
+/** Registers the kernels made with the (counted) addon or without it around `fn`. */
+const withKernels = <T>(withNative: boolean, fn: () => Promise<T> | T): Promise<T> =>
+  withWasmKernels(KERNELS, withNative && native !== undefined ? counted(native) : undefined, fn);
 
 /** The first position where two float32 arrays differ in bits (NaN equal to NaN), or -1. */
 function firstBitDifference(got: Float32Array, want: Float32Array): number {
