@@ -1,5 +1,6 @@
 /**
- * `Conv2D` for wasm (an override). With the native addon: im2col + OpenBLAS sgemm
+ * `Conv2D` for wasm (a fix: the stock kernel is wrong in some geometries, see below). With the
+ * native addon: im2col + OpenBLAS sgemm
  * (native/conv.c), 1.5-3x the stock XNNPACK convolution on the W7 / W8 layers of
  * bench/conv-kernels.ts. Without it: still XNNPACK, but given explicit pads, which fixes the
  * geometries the stock kernel gets wrong (./conv2d-forward.ts says which). NCHW is transposed to
@@ -14,7 +15,7 @@ import type { WasmKernel } from "./types.js";
 
 export const conv2DKernel: WasmKernel = {
   kernelName: "Conv2D",
-  role: "override",
+  role: "fix",
   make: (native) => ({ inputs, attrs, backend }) => {
     const { x, filter } = inputs as { x: tf.TensorInfo; filter: tf.TensorInfo };
     return conv2dForward(native, backend as unknown as WasmBackend, "Conv2D", x, filter, attrs as unknown as ConvAttrs, {

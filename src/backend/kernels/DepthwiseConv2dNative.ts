@@ -1,6 +1,6 @@
 /**
- * `DepthwiseConv2dNative` for wasm (an override). With the native addon: a C loop over output
- * pixels and taps with the channels innermost (native/conv.c). Without it: the stock XNNPACK
+ * `DepthwiseConv2dNative` for wasm (a fix: the stock kernel is wrong in some geometries, see
+ * below). With the native addon: a C loop over output pixels and taps with the channels innermost (native/conv.c). Without it: the stock XNNPACK
  * depthwise convolution, but given explicit pads, which fixes the geometries where the stock
  * kernel's TensorFlow-SAME mode makes XNNPACK refuse the operator and leave the output unwritten
  * (e.g. a 1x3 filter with strides 2); where XNNPACK's output cannot have tfjs's size, a
@@ -40,6 +40,6 @@ function make(native: NativeKernels | undefined): tf.KernelFunc {
 
 export const depthwiseConv2dNativeKernel: WasmKernel = {
   kernelName: NAME,
-  role: "override",
+  role: "fix",
   make: (native) => make(native),
 };

@@ -1,5 +1,6 @@
 /**
- * `FusedConv2D` for wasm (an override): Conv2D + bias + activation in one call. With the native
+ * `FusedConv2D` for wasm (a fix: the stock kernel is wrong in some geometries, see below): Conv2D +
+ * bias + activation in one call. With the native
  * addon: im2col + sgemm with the bias as sgemm's starting value and the activation applied per
  * block of rows (native/conv.c); prelu goes through XNNPACK's epilogue. Without it: the stock
  * XNNPACK convolution given explicit pads (./conv2d-forward.ts says which geometries that fixes).
@@ -20,7 +21,7 @@ interface Attrs extends ConvAttrs {
 
 export const fusedConv2DKernel: WasmKernel = {
   kernelName: "FusedConv2D",
-  role: "override",
+  role: "fix",
   make: (native) => (args) => {
     const { x, filter, bias, preluActivationWeights } = args.inputs as {
       x: tf.TensorInfo;

@@ -51,6 +51,12 @@ import { unsortedSegmentSumKernel } from "./UnsortedSegmentSum.js";
 /** The kernels of this folder, grouped by role, registered in this order. */
 export const WASM_KERNELS: readonly WasmKernel[] = [
   // Fixes: stock kernels that give wrong results.
+  // The stock forward convolutions leave the output unwritten or wrongly sized in some geometries
+  // (a 1xk filter with strides 2, numeric pads with non-square filters); these pass explicit pads to
+  // XNNPACK (or loop in JavaScript) and run im2col + sgemm with the addon.
+  conv2DKernel,
+  fusedConv2DKernel,
+  depthwiseConv2dNativeKernel,
   maxPoolGradKernel,
   maxPool3DKernel,
   maxPool3DGradKernel,
@@ -72,17 +78,15 @@ export const WASM_KERNELS: readonly WasmKernel[] = [
   splitVKernel,
   tileKernel,
   meanKernel,
+  // The convolutions' input gradient: im2col + sgemm with the addon, through XNNPACK without (the
+  // stock kernel is a scalar loop).
+  conv2DBackpropInputKernel,
   // Element-wise: binary ops with broadcasting (per-channel vectors, scalars) and batch norm's forward pass.
   addKernel,
   subKernel,
   multiplyKernel,
   realDivKernel,
   fusedBatchNormKernel,
-  // Convolutions: im2col + sgemm with the addon; explicit pads through XNNPACK or JS loops without.
-  conv2DKernel,
-  fusedConv2DKernel,
-  conv2DBackpropInputKernel,
-  depthwiseConv2dNativeKernel,
   // New: jointly's own fused kernels (only with the fast paths and the addon), run by src/ops/fused.ts.
   jointlyDenseKernel,
   jointlyDenseLinearKernel,
