@@ -4,6 +4,7 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend, describeBackend, BACKEND_ENV } from "../src/backend/init.js";
+import { nativeKernels } from "../src/backend/native.js";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const quiet = { report: false } as const;
@@ -126,4 +127,23 @@ test("on wasm the fast matmul, identity, native and missing segment-sum kernels 
   // The missing kernel and the fixes ("wasm-kernels") stay: they are needed for correctness (gather
   // gradients, max-pool gradients), not for speed.
   assert.deepEqual(JSON.parse(off.stdout.trim()), { fast: ["wasm-segment-sum", "wasm-kernels"], replaced: false, segmentSum: true });
+});
+
+test("the addon switched off before initBackend is used again once switched back on", { skip: nativeKernels().kernels ? false : "native addon not built" }, () => {
+  const r = inFreshProcess(
+    `import * as tf from "@tensorflow/tfjs";
+     import { initBackend } from "./src/backend/init.ts";
+     import { nativeKernels, setNativeKernelsEnabled } from "./src/backend/native.ts";
+     setNativeKernelsEnabled(false);
+     await initBackend({ backend: "wasm", report: false });
+     setNativeKernelsEnabled(true);
+     const k = nativeKernels().kernels;
+     let calls = 0;
+     const gemm = k.gemm;
+     k.gemm = (...a) => { calls++; return gemm(...a); };
+     tf.tidy(() => { tf.matMul(tf.ones([64, 64]), tf.ones([64, 64])).dataSync(); });
+     console.log(calls);`,
+  );
+  assert.equal(r.status, 0, r.stderr.slice(-1500));
+  assert.equal(r.stdout.trim().split("\n").pop(), "1", "sgemm calls after switching the addon back on");
 });

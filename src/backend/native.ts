@@ -255,6 +255,15 @@ export function setNativeKernelsEnabled(enabled: boolean): void {
   disabled = !enabled;
 }
 
+/**
+ * The kernels if the addon loaded, whether or not they are switched off right now (kernels are
+ * prepared with and without them once, at registration, and pick per call with {@link activeNative}).
+ */
+export function loadedNative(): NativeKernels | undefined {
+  status ??= load();
+  return status.kernels;
+}
+
 /** The kernels if loaded and enabled, else undefined; cheap enough to call per op. */
 export function activeNative(): NativeKernels | undefined {
   if (disabled) return undefined;

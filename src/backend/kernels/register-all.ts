@@ -12,7 +12,7 @@
  * switched off at run time with `setNativeKernelsEnabled(false)`, for comparisons and tests).
  */
 import * as tf from "@tensorflow/tfjs";
-import { activeNative, nativeKernels } from "../native.js";
+import { activeNative, loadedNative } from "../native.js";
 import { registerCpuFallbacks } from "./cpu-fallback.js";
 import type { WasmKernel } from "./types.js";
 import { addKernel } from "./Add.js";
@@ -135,7 +135,8 @@ export function registerWasmKernels(options: RegisterWasmKernelsOptions = {}): W
       throw new Error(`registerWasmKernels: "${name}" is not one of WASM_KERNELS (${WASM_KERNELS.map((k) => k.kernelName).join(", ")}).`);
     }
   }
-  const native = nativeKernels().kernels;
+  // Loaded, even if switched off just now: setNativeKernelsEnabled(true) later must find the addon's versions.
+  const native = loadedNative();
   const replaced: { ours: tf.KernelConfig; stock?: tf.KernelConfig }[] = [];
   const gradients: { ours: tf.GradConfig; before?: tf.GradConfig }[] = [];
   for (const k of WASM_KERNELS) {
