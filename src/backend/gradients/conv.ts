@@ -16,8 +16,10 @@
  * For dilation 1 the stock gradients run unchanged, so what a backend already supports is kept.
  *
  * `tf.fused.conv2d` (what `tf.layers.conv2d` calls) has its gradient inside the op, out of the
- * registry's reach, so while gradients are recorded a dilated call is routed to the unfused ops
- * (`tf.conv2d`, bias add, activation), whose gradients are the ones registered here.
+ * registry's reach. While gradients are recorded, it is run here as the `FusedConv2D` kernel on the
+ * tape, with a registered gradient of the same form (lazy per input, so the images' gradient at a
+ * network's first convolution is never computed); a call that kernel route does not cover, and a
+ * dilated `tf.fused.depthwiseConv2d`, runs as the unfused ops (convolution, bias add, activation).
  */
 import * as tf from "@tensorflow/tfjs";
 import { createRequire } from "node:module";
@@ -57,39 +59,54 @@ interface ConvAttrs {
   dimRoundingMode?: "floor" | "round" | "ceil";
 }
 
-/** dx of a Conv2D (any dilation) from dy, as a closure for a gradient map. */
-function conv2DInputGrad(xShape: number[], dy: tf.Tensor4D, filter: tf.Tensor4D, a: ConvAttrs, d: Pair): () => tf.Tensor {
-  const attrs = { strides: a.strides, pad: a.pad, dataFormat: a.dataFormat ?? "NHWC", dimRoundingMode: a.dimRoundingMode, inputShape: xShape } as unknown as tf.NamedAttrMap;
-  return () =>
-    tf.tidy((): tf.Tensor => {
-      const w = isOne(d) ? filter : dilateFilter(filter, d);
-      return tf.engine().runKernel("Conv2DBackpropInput", { dy, filter: w }, attrs) as tf.Tensor;
-    });
+/** The two backprop kernels of a convolution and the attributes they share. */
+interface Backprops {
+  input: string;
+  filter: string;
+  attrs: Record<string, unknown>;
 }
 
-/** dW of a Conv2D (any dilation) from x and dy, as a closure for a gradient map. */
-function conv2DFilterGrad(x: tf.Tensor4D, dy: tf.Tensor4D, filterShape: number[], a: ConvAttrs, d: Pair): () => tf.Tensor {
-  const attrs = {
-    strides: a.strides, pad: a.pad, dataFormat: a.dataFormat ?? "NHWC", dimRoundingMode: a.dimRoundingMode, filterShape: dilatedShape(filterShape, d),
-  } as unknown as tf.NamedAttrMap;
-  return () =>
-    tf.tidy((): tf.Tensor => {
-      const g = tf.engine().runKernel("Conv2DBackpropFilter", { x, dy }, attrs) as tf.Tensor4D;
-      return isOne(d) ? g : undilateFilter(g, d);
-    });
-}
+const conv2DBackprops = (a: ConvAttrs): Backprops => ({
+  input: "Conv2DBackpropInput",
+  filter: "Conv2DBackpropFilter",
+  attrs: { strides: a.strides, pad: a.pad, dataFormat: a.dataFormat ?? "NHWC", dimRoundingMode: a.dimRoundingMode },
+});
 
-function conv2DGrad(stock: tf.GradConfig): tf.GradConfig {
+const depthwiseBackprops = (a: ConvAttrs): Backprops => ({
+  input: "DepthwiseConv2dNativeBackpropInput",
+  filter: "DepthwiseConv2dNativeBackpropFilter",
+  // The dilation is in the dilated filter, so the backprops see none.
+  attrs: { strides: a.strides, pad: a.pad, dilations: [1, 1], dimRoundingMode: a.dimRoundingMode },
+});
+
+/** dx and dW of a convolution with dilation d, as closures for a gradient map (the engine calls only those it needs). */
+function convGrads(b: Backprops, x: tf.Tensor4D, filter: tf.Tensor4D, dy: tf.Tensor4D, d: Pair): { x: () => tf.Tensor; filter: () => tf.Tensor } {
+  const attrs = (extra: Record<string, unknown>) => ({ ...b.attrs, ...extra }) as unknown as tf.NamedAttrMap;
   return {
-    kernelName: "Conv2D",
+    x: () =>
+      tf.tidy((): tf.Tensor => {
+        const w = isOne(d) ? filter : dilateFilter(filter, d);
+        return tf.engine().runKernel(b.input, { dy, filter: w }, attrs({ inputShape: x.shape })) as tf.Tensor;
+      }),
+    filter: () =>
+      tf.tidy((): tf.Tensor => {
+        const g = tf.engine().runKernel(b.filter, { x, dy }, attrs({ filterShape: dilatedShape(filter.shape, d) })) as tf.Tensor4D;
+        return isOne(d) ? g : undilateFilter(g, d);
+      }),
+  };
+}
+
+/** A convolution's gradient that handles dilation > 1 itself and leaves dilation 1 to `stock`. */
+function dilationAware(stock: tf.GradConfig, backprops: (a: ConvAttrs) => Backprops): tf.GradConfig {
+  return {
+    kernelName: stock.kernelName,
     inputsToSave: ["x", "filter"],
     gradFunc: (dyIn, saved, attrs) => {
       const a = attrs as unknown as ConvAttrs;
       const d = pair(a.dilations, "dilations");
       if (isOne(d)) return stock.gradFunc(dyIn, saved, attrs);
-      const dy = dyIn as tf.Tensor4D;
       const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
-      return { x: conv2DInputGrad(x.shape, dy, filter, a, d), filter: conv2DFilterGrad(x, dy, filter.shape, a, d) };
+      return convGrads(backprops(a), x, filter, dyIn as tf.Tensor4D, d);
     },
   };
 }
@@ -114,8 +131,7 @@ const fusedConv2DGrad: tf.GradConfig = {
     if (activation !== "linear" && activation !== "relu") throw new Error(`FusedConv2D gradient: activation "${activation}" is not supported (only linear and relu are fused while recording).`);
     const dy = activation === "relu" ? (tf.mul(dyIn as tf.Tensor, tf.step(y)) as tf.Tensor4D) : (dyIn as tf.Tensor4D);
     return {
-      x: conv2DInputGrad(x.shape, dy, filter, a, d),
-      filter: conv2DFilterGrad(x, dy, filter.shape, a, d),
+      ...convGrads(conv2DBackprops(a), x, filter, dy, d),
       // A 1-D bias over the channels (what the route below lets through): the sum over batch and space.
       bias: () => tf.sum(dy, [0, 1, 2]),
     };
@@ -124,34 +140,6 @@ const fusedConv2DGrad: tf.GradConfig = {
 
 function dilatedShape([fh, fw, a, b]: number[], [dh, dw]: Pair): [number, number, number, number] {
   return [(fh! - 1) * dh + 1, (fw! - 1) * dw + 1, a!, b!];
-}
-
-function depthwiseGrad(stock: tf.GradConfig): tf.GradConfig {
-  return {
-    kernelName: "DepthwiseConv2dNative",
-    inputsToSave: ["x", "filter"],
-    gradFunc: (dyIn, saved, attrs) => {
-      const dy = dyIn as tf.Tensor4D;
-      const a = attrs as unknown as ConvAttrs;
-      const d = pair(a.dilations, "dilations");
-      if (isOne(d)) return stock.gradFunc(dy, saved, attrs);
-      const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
-      const common = { strides: a.strides, pad: a.pad, dilations: [1, 1], dimRoundingMode: a.dimRoundingMode } as unknown as tf.NamedAttrMap;
-      return {
-        x: () =>
-          tf.tidy((): tf.Tensor => {
-            const wd = dilateFilter(filter, d);
-            return tf.engine().runKernel("DepthwiseConv2dNativeBackpropInput", { dy, filter: wd }, { ...common, inputShape: x.shape }) as tf.Tensor;
-          }),
-        filter: () =>
-          tf.tidy((): tf.Tensor => {
-            const shape = dilatedShape(filter.shape, d);
-            const gd = tf.engine().runKernel("DepthwiseConv2dNativeBackpropFilter", { x, dy }, { ...common, filterShape: shape }) as tf.Tensor4D;
-            return undilateFilter(gd, d);
-          }),
-      };
-    },
-  };
 }
 
 type FusedConvArgs = Parameters<typeof tf.fused.conv2d>[0];
@@ -192,8 +180,8 @@ export function registerConvGradients(): void {
   const conv = tf.getGradient("Conv2D");
   const depthwise = tf.getGradient("DepthwiseConv2dNative");
   if (conv === undefined || depthwise === undefined) throw new Error("dilated conv gradients: tfjs-core has no Conv2D / DepthwiseConv2dNative gradient to extend");
-  tf.registerGradient(conv2DGrad(conv));
-  tf.registerGradient(depthwiseGrad(depthwise));
+  tf.registerGradient(dilationAware(conv, conv2DBackprops));
+  tf.registerGradient(dilationAware(depthwise, depthwiseBackprops));
   if (tf.getGradient("FusedConv2D") === undefined) tf.registerGradient(fusedConv2DGrad);
 
   // The namespace object tfjs-layers reads `fused.conv2d` from at call time (a plain object in the
