@@ -24,7 +24,6 @@ export function setFallbackNotice(sink: (line: string) => void): (line: string) 
   return previous;
 }
 
-const noticed = new Set<string>();
 const calls = new Map<string, number>();
 
 /** How many times each kernel has run through the safety net in this process (for tests and profiling). */
@@ -56,11 +55,9 @@ function checkDtype(kernelName: string, info: tf.TensorInfo, what: string): void
 /** A wasm kernel that runs `cpuKernel` on copies of its inputs. */
 export function viaCpu(kernelName: string, cpuKernel: tf.KernelFunc): tf.KernelFunc {
   return ({ inputs, attrs, backend }) => {
-    calls.set(kernelName, (calls.get(kernelName) ?? 0) + 1);
-    if (!noticed.has(kernelName)) {
-      noticed.add(kernelName);
-      fallbackNotice(`jointly: wasm has no '${kernelName}' kernel; running the cpu backend's (inputs copied in and out)`);
-    }
+    const n = (calls.get(kernelName) ?? 0) + 1;
+    calls.set(kernelName, n);
+    if (n === 1) fallbackNotice(`jointly: wasm has no '${kernelName}' kernel; running the cpu backend's (inputs copied in and out)`);
     // makeOutput's optional memory offset and values, which WasmBackend's summary type leaves out.
     const wasm = backend as unknown as WasmBackend & {
       readSync(dataId: object): tf.backend_util.BackendValues;
