@@ -10,8 +10,8 @@
  * other axes are the stock kernel's.
  */
 import type * as tf from "@tensorflow/tfjs";
-import { byteOffset, prod, type WasmBackend } from "../wasm-internals.js";
-import { leadingAxes } from "./Sum.js";
+import type { WasmBackend } from "../wasm-internals.js";
+import { leadingReduction, sumRowsNative } from "./Sum.js";
 import type { WasmKernel } from "./types.js";
 
 export const meanKernel: WasmKernel = {
@@ -20,29 +20,23 @@ export const meanKernel: WasmKernel = {
   make: (native, stock) => {
     if (stock === undefined) return undefined;
     return (args) => {
-      const x = args.inputs.x;
-      const attrs = (args.attrs ?? {}) as { axis?: number | number[]; keepDims?: boolean };
-      if (x === undefined || x.dtype !== "float32") return stock(args);
-      const r = leadingAxes(attrs.axis, x.shape.length);
-      if (r === undefined) return stock(args);
+      const red = leadingReduction(args);
+      if (red === undefined || red.rows === 0 || red.cols === 0) return stock(args);
       const backend = args.backend as unknown as WasmBackend;
-      const rows = prod(x.shape.slice(0, r));
-      const rest = x.shape.slice(r);
-      const cols = prod(rest);
-      if (rows === 0 || cols === 0) return stock(args);
-      const out = backend.makeOutput(attrs.keepDims === true ? [...new Array<number>(r).fill(1), ...rest] : rest, "float32");
+      let out: tf.TensorInfo;
       if (native !== undefined) {
-        native.sumRows(backend.wasm.HEAPU8.buffer, rows, cols, byteOffset(backend, x), byteOffset(backend, out));
+        out = sumRowsNative(native, backend, red);
         const o = backend.typedArrayFromHeap(out) as Float32Array;
-        for (let j = 0; j < cols; j++) o[j] = o[j]! / rows;
+        for (let j = 0; j < red.cols; j++) o[j] = o[j]! / red.rows;
       } else {
-        const xs = backend.typedArrayFromHeap(x) as Float32Array;
-        const acc = new Float64Array(cols);
-        for (let i = 0, k = 0; i < rows; i++) for (let j = 0; j < cols; j++, k++) acc[j]! += xs[k]!;
+        out = backend.makeOutput(red.outShape, "float32");
+        const xs = backend.typedArrayFromHeap(red.x) as Float32Array;
+        const acc = new Float64Array(red.cols);
+        for (let i = 0, k = 0; i < red.rows; i++) for (let j = 0; j < red.cols; j++, k++) acc[j]! += xs[k]!;
         const o = backend.typedArrayFromHeap(out) as Float32Array;
-        for (let j = 0; j < cols; j++) o[j] = acc[j]! / rows;
+        for (let j = 0; j < red.cols; j++) o[j] = acc[j]! / red.rows;
       }
-      return out as tf.TensorInfo;
+      return out;
     };
   },
 };

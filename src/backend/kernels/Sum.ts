@@ -31,27 +31,37 @@ function normalAxes(axis: unknown, rank: number): number[] | undefined {
  * (another order of listing adds in another order, and reductions over inner axes need no
  * transpose, so the stock kernel is as fast there).
  */
-export function leadingAxes(axis: unknown, rank: number): number | undefined {
+function leadingAxes(axis: unknown, rank: number): number | undefined {
   const axes = normalAxes(axis, rank);
   const r = axes?.length ?? 0;
   if (axes === undefined || r === 0 || r >= rank || axes.some((a, i) => a !== i)) return undefined;
   return r;
 }
 
-/** The leading-axes sum through the addon, or undefined when the call is not that case. */
-function leadingAxesSum(native: NativeKernels, args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | undefined {
+/** The leading-axis reduction of a float32 call: rows summed, the rest kept, the output's shape. */
+export interface LeadingReduction {
+  x: tf.TensorInfo;
+  rows: number;
+  cols: number;
+  outShape: number[];
+}
+
+/** The call as a reduction over leading axes (see {@link leadingAxes}), or undefined when it is not one. */
+export function leadingReduction(args: Parameters<tf.KernelFunc>[0]): LeadingReduction | undefined {
   const x = args.inputs.x;
   if (x === undefined || x.dtype !== "float32") return undefined;
-  const rank = x.shape.length;
   const attrs = (args.attrs ?? {}) as { axis?: number | number[]; keepDims?: boolean };
-  const r = leadingAxes(attrs.axis, rank);
+  const r = leadingAxes(attrs.axis, x.shape.length);
   if (r === undefined) return undefined;
-  const backend = args.backend as unknown as WasmBackend;
-  const rows = prod(x.shape.slice(0, r));
   const rest = x.shape.slice(r);
   const outShape = attrs.keepDims === true ? [...new Array<number>(r).fill(1), ...rest] : rest;
-  const out = backend.makeOutput(outShape, "float32");
-  native.sumRows(backend.wasm.HEAPU8.buffer, rows, prod(rest), byteOffset(backend, x), byteOffset(backend, out));
+  return { x, rows: prod(x.shape.slice(0, r)), cols: prod(rest), outShape };
+}
+
+/** Column sums of a leading-axis reduction through the addon, into a new float32 output. */
+export function sumRowsNative(native: NativeKernels, backend: WasmBackend, red: LeadingReduction): tf.TensorInfo {
+  const out = backend.makeOutput(red.outShape, "float32");
+  native.sumRows(backend.wasm.HEAPU8.buffer, red.rows, red.cols, byteOffset(backend, red.x), byteOffset(backend, out));
   return out;
 }
 
@@ -68,7 +78,8 @@ export const sumKernel: WasmKernel = {
         (args.backend as unknown as WasmBackend).typedArrayFromHeap(out).fill(0);
         return out;
       }
-      return (native === undefined ? undefined : leadingAxesSum(native, args)) ?? stock(args);
+      const red = native === undefined ? undefined : leadingReduction(args);
+      return native === undefined || red === undefined ? stock(args) : sumRowsNative(native, args.backend as unknown as WasmBackend, red);
     };
   },
 };
