@@ -12,9 +12,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 
+/** The reduced axes of a Sum / Mean call on x. */
+const reducedAxes = (x: tf.Tensor, attrs: unknown): number[] => tf.util.parseAxisParam((attrs as { axis?: number | number[] }).axis as number | number[], x.shape);
+
 /** dy reshaped to x's rank with the reduced axes kept as 1 (what tfjs's own gradients do first). */
-function expanded(dy: tf.Tensor, x: tf.Tensor, axis: unknown): tf.Tensor {
-  const axes = tf.util.parseAxisParam(axis as number | number[], x.shape);
+function expanded(dy: tf.Tensor, x: tf.Tensor, axes: number[]): tf.Tensor {
   const shape = x.shape.slice();
   for (const a of axes) shape[a] = 1;
   return tf.reshape(dy, shape);
@@ -27,7 +29,7 @@ const sumGrad: tf.GradConfig = {
   inputsToSave: ["x"],
   gradFunc: (dy, saved, attrs) => {
     const [x] = saved as [tf.Tensor];
-    return { x: () => tf.tidy(() => tf.broadcastTo(asFloat(expanded(dy as tf.Tensor, x, (attrs as { axis?: unknown }).axis)), x.shape)) };
+    return { x: () => tf.tidy(() => tf.broadcastTo(asFloat(expanded(dy as tf.Tensor, x, reducedAxes(x, attrs))), x.shape)) };
   },
 };
 
@@ -36,10 +38,9 @@ const meanGrad: tf.GradConfig = {
   inputsToSave: ["x"],
   gradFunc: (dy, saved, attrs) => {
     const [x] = saved as [tf.Tensor];
-    const axis = (attrs as { axis?: unknown }).axis;
-    const axes = tf.util.parseAxisParam(axis as number | number[], x.shape);
+    const axes = reducedAxes(x, attrs);
     const n = axes.reduce((p, a) => p * x.shape[a]!, 1);
-    return { x: () => tf.tidy(() => tf.broadcastTo(tf.div(asFloat(expanded(dy as tf.Tensor, x, axis)), n), x.shape)) };
+    return { x: () => tf.tidy(() => tf.broadcastTo(tf.div(asFloat(expanded(dy as tf.Tensor, x, axes)), n), x.shape)) };
   },
 };
 
