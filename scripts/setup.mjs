@@ -120,19 +120,19 @@ step("node dependencies", () => {
   return { action: "installed", detail: "npm install" };
 });
 
-// 2. `import ... from "jointly"` in notebooks: node_modules/jointly points at this package.
+// 2. `import ... from "jointly-tfjs"` in notebooks: node_modules/jointly-tfjs points at this package.
 step("self link", () => {
-  const link = join(ROOT, "node_modules", "jointly");
+  const link = join(ROOT, "node_modules", "jointly-tfjs");
   let current;
   try {
     current = lstatSync(link).isSymbolicLink() ? readlinkSync(link) : "(not a link)";
   } catch {
     current = undefined;
   }
-  if (current === "..") return { action: "ok", detail: "node_modules/jointly -> .." };
+  if (current === "..") return { action: "ok", detail: "node_modules/jointly-tfjs -> .." };
   if (current !== undefined) rmSync(link, { recursive: true, force: true });
   symlinkSync("..", link, "dir");
-  return { action: current ? "updated" : "installed", detail: "node_modules/jointly -> .." };
+  return { action: current ? "updated" : "installed", detail: "node_modules/jointly-tfjs -> .." };
 });
 
 // 3. The compiled library (dist/), rebuilt when any source file is newer than the last build.

@@ -39,7 +39,7 @@ test("setup is idempotent: a second run finds everything in place and changes no
 
 test("setup repairs what is missing: the kernel spec and the self link come back, then it is idle again", () => {
   rmSync(KERNEL);
-  rmSync(join(ROOT, "node_modules", "jointly"));
+  rmSync(join(ROOT, "node_modules", "jointly-tfjs"));
   const repaired = setup();
   assert.equal(actions(repaired)["tslab kernel"], "installed");
   assert.equal(actions(repaired)["self link"], "installed");
@@ -47,7 +47,7 @@ test("setup repairs what is missing: the kernel spec and the self link come back
   const spec = JSON.parse(readFileSync(KERNEL, "utf8")) as { argv: string[] };
   // The kernel runs this project's own tslab, registered in the project folder, not a global one.
   assert.equal(spec.argv[0], join(ROOT, "node_modules", ".bin", "tslab"));
-  assert.ok(existsSync(join(ROOT, "node_modules", "jointly", "package.json")));
+  assert.ok(existsSync(join(ROOT, "node_modules", "jointly-tfjs", "package.json")));
   assert.ok(Object.values(actions(setup())).every((a) => a === "ok"));
 });
 
