@@ -133,8 +133,8 @@ test("aggregator with a penalty and optimizer groups: the same update as the pla
   };
   const plain = make(() => ({}));
   for (const [label, extra] of [
-    ["parameters", (n: ReturnType<typeof net>) => ({ aggregator: "mean", shared: n.trunkLayer })],
-    ["representation", () => ({ aggregator: "mean", mode: "representation" as const, representation: "trunk" })],
+    ["parameters", (n: ReturnType<typeof net>) => ({ aggregator: "mean" as const, shared: n.trunkLayer })],
+    ["representation", () => ({ aggregator: "mean" as const, mode: "representation" as const, representation: "trunk" })],
   ] as const) {
     const agg = make(extra);
     assertClose(agg.after, plain.after, 1e-6, `mean + penalty + groups, ${label}`);
@@ -237,7 +237,10 @@ test("a NaN loss under an aggregator stops before any update, naming the task", 
 test("bad balancing options: unknown names list the valid ones; conflicting or missing pieces are named", () => {
   const n = net();
   const base = { model: n.model, tasks: tasks(), optimizer: tf.train.sgd(0.1) };
+  // The names are typed (a typo fails at compile time too); the run-time check is for plain JavaScript.
+  // @ts-expect-error "gradnrom" is not a WeightingName
   assert.throws(() => new JointTrainer({ ...base, weighting: "gradnrom", shared: n.trunkLayer }), /Unknown weighting method "gradnrom"; valid names are: equal, static, gradnorm/);
+  // @ts-expect-error "upgard" is not an AggregatorName
   assert.throws(() => new JointTrainer({ ...base, aggregator: "upgard", shared: n.trunkLayer }), /unknown aggregator "upgard"; valid names are: mean, mgda, pcgrad/);
   assert.throws(() => new JointTrainer({ ...base, aggregator: { name: "upgrad", options: { c: 1 } }, shared: n.trunkLayer }), /unknown option "c" for aggregator upgrad; it accepts tol, maxIters, preference/);
   assert.throws(() => new JointTrainer({ ...base, weighting: "dwa", aggregator: "mgda", shared: n.trunkLayer }), /give either weighting \("dwa"\) or aggregator \("mgda"\), not both/);

@@ -4,7 +4,7 @@ import { checkLabels, checkWeight, resolveTasks, type ResolvedTask, type Task } 
 import { computeMetric } from "./metrics.js";
 import { OptimizerGroups } from "./optimizer-groups.js";
 import { aggregate, aggregatorNames, aggregators, GradVac, type Aggregation, type AggregatorName } from "../aggregation/index.js";
-import { createWeighting, weightingNames, weightingRequirements, type Weighting, type WeightingRequirement } from "../weighting/index.js";
+import { createWeighting, weightingNames, weightingRequirements, type Weighting, type WeightingName, type WeightingRequirement } from "../weighting/index.js";
 import {
   captureForPerTask, gradientMatrix, perTaskVariableGrads, representationGradients, resolveShared, unflatten,
   type GradientMode, type SharedSelector,
@@ -13,15 +13,18 @@ import { DiagnosticsRecorder, gradientNorms, type DiagnosticsTables, type Gradie
 import { variableGradsShared } from "../layers/step-cache.js";
 import type { UpstreamCapture } from "./direct-forward.js";
 
-/** A loss weighting by registry name with its options (`numTasks` is filled in). */
+/**
+ * A loss weighting by registry name with its options (`numTasks` is filled in). The name is one of
+ * {@link WeightingName}, so a misspelt name fails at compile time.
+ */
 export interface WeightingSpec {
-  name: string;
+  name: WeightingName;
   options?: Record<string, unknown>;
 }
 
-/** A gradient aggregator by registry name with its options. */
+/** A gradient aggregator by registry name ({@link AggregatorName}: a typo fails at compile time) with its options. */
 export interface AggregatorSpec {
-  name: string;
+  name: AggregatorName;
   options?: Record<string, unknown>;
 }
 
@@ -49,14 +52,14 @@ export interface JointTrainerOptions {
    * own backward pass) and its weights become the task weights. Epoch-cadence methods (DWA) are
    * updated by {@link JointTrainer.epochEnd}, which `fit` calls. Not together with `aggregator`.
    */
-  weighting?: string | WeightingSpec | Weighting;
+  weighting?: WeightingName | WeightingSpec | Weighting;
   /**
    * A gradient aggregator (see `aggregatorNames`): a name, `{ name, options }`, an object with
    * `aggregate(J)` (e.g. `new GradVac()`), or a function of J. The shared variables move along the
    * aggregated direction of the per-task gradients; every other variable gets Σ_i c_i ∇L_i with c
    * set by `heads`. Not together with `weighting`.
    */
-  aggregator?: string | AggregatorSpec | AggregatorObject | AggregatorFunction;
+  aggregator?: AggregatorName | AggregatorSpec | AggregatorObject | AggregatorFunction;
   /** The shared parameters (variables, layers, or both) the per-task gradients are taken over, in mode "parameters". */
   shared?: SharedSelector;
   /**
@@ -686,7 +689,7 @@ function describeSpec(x: unknown): string {
 }
 
 /** A weighting from a name, `{ name, options }` or an instance, checked against the task count. */
-function resolveWeighting(spec: string | WeightingSpec | Weighting, T: number): Weighting {
+function resolveWeighting(spec: WeightingName | WeightingSpec | Weighting, T: number): Weighting {
   if (typeof spec === "string") return createWeighting(spec, { numTasks: T });
   if (spec === null || typeof spec !== "object") throw new Error(`JointTrainer: weighting must be a name (${weightingNames.join(", ")}), { name, options } or a Weighting, but got ${String(spec)}.`);
   if (typeof (spec as Weighting).weights === "function" && typeof (spec as Weighting).update === "function") {
@@ -701,7 +704,7 @@ function resolveWeighting(spec: string | WeightingSpec | Weighting, T: number): 
 }
 
 /** An aggregator from a name, `{ name, options }`, an object with `aggregate(J)` or a function. */
-function resolveAggregator(spec: string | AggregatorSpec | AggregatorObject | AggregatorFunction): { name: string; run: AggregatorFunction } {
+function resolveAggregator(spec: AggregatorName | AggregatorSpec | AggregatorObject | AggregatorFunction): { name: string; run: AggregatorFunction } {
   if (typeof spec === "function") return { name: spec.name || "custom", run: spec };
   const valid = aggregatorNames.join(", ");
   if (typeof spec === "string") spec = { name: spec };
