@@ -1,12 +1,32 @@
 /** Where the job queue's Redis is, in the forms the producer, the workers and the CLI accept. */
 import type { ConnectionOptions } from "bullmq";
+import { fileURLToPath } from "node:url";
+
+/** What {@link loadBullMQ} throws when the optional peer dependency bullmq is not installed. */
+export const BULLMQ_MISSING = "the job queue needs the optional package bullmq: npm install bullmq";
 
 /**
  * BullMQ (and ioredis under it), loaded on first use: everything that imports jointly, every
- * notebook included, would otherwise pay for loading them at start-up.
+ * notebook included, would otherwise pay for loading them at start-up. bullmq is an optional peer
+ * dependency (a plain library install does not need Redis), so its absence is reported as
+ * {@link BULLMQ_MISSING}, with Node's resolution error as the cause.
  */
-export function loadBullMQ(): Promise<typeof import("bullmq")> {
-  return import("bullmq");
+export async function loadBullMQ(): Promise<typeof import("bullmq")> {
+  try {
+    return await import("bullmq");
+  } catch (e) {
+    if (isMissingPackage(e, "bullmq")) throw new Error(`${BULLMQ_MISSING} (not found from ${fileURLToPath(import.meta.url)}).`, { cause: e });
+    throw e;
+  }
+}
+
+/** True for Node's "cannot find package NAME" (ESM) or "cannot find module NAME" (CommonJS) errors about `name` itself, not about a file inside it or one of its own dependencies. */
+function isMissingPackage(e: unknown, name: string): boolean {
+  const err = e as { code?: unknown; message?: unknown } | null;
+  if (err === null || typeof err !== "object") return false;
+  if (err.code !== "ERR_MODULE_NOT_FOUND" && err.code !== "MODULE_NOT_FOUND") return false;
+  const message = String(err.message);
+  return message.includes(`'${name}'`) || message.includes(`"${name}"`);
 }
 
 /** A Redis URL (`redis://[user:password@]host:port[/db]`, `rediss://` for TLS), `{ url }`, or host and port. */
@@ -73,6 +93,8 @@ export function describeConnection(connection: QueueConnection): string {
  * forever, so the producer and workers call this first to fail fast on a wrong address.
  */
 export async function probeRedis(connection: QueueConnection, timeoutMs: number, who: string): Promise<void> {
+  // Every queue function probes first: a missing bullmq is reported before any Redis address is tried.
+  await loadBullMQ();
   const o = connectionOptions(connection) as { host: string; port: number; tls?: object };
   const { createConnection } = await import("node:net");
   const { connect: tlsConnect } = await import("node:tls");

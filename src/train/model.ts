@@ -1,5 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
 import { directForward } from "./direct-forward.js";
+import { assertOwnTfjs } from "../backend/tfjs-copies.js";
 
 /** Model inputs: one tensor, a list (multi-input models), or tensors by input name. */
 export type Inputs = tf.Tensor | tf.Tensor[] | Record<string, tf.Tensor>;
@@ -96,11 +97,16 @@ export function trainable(
 ): Trainable {
   if (isTrainable(models)) return models;
   if (models instanceof tf.LayersModel) return layersTrainable(models, directEnabled(options));
+  // A model of another TensorFlow.js copy fails instanceof and would be read as a record of models.
+  assertOwnTfjs(models, "trainable(): the model");
   const entries = Object.entries(models);
   if (entries.length === 0) throw new Error("trainable(): no models given.");
   const direct = directEnabled(options);
   const parts = entries.map(([k, m]) => {
-    if (!(m instanceof tf.LayersModel)) throw new Error(`trainable(): "${k}" is not a tf.LayersModel.`);
+    if (!(m instanceof tf.LayersModel)) {
+      assertOwnTfjs(m, `trainable(): "${k}"`);
+      throw new Error(`trainable(): "${k}" is not a tf.LayersModel.`);
+    }
     return [k, layersTrainable(m, direct), m] as const;
   });
   return {
