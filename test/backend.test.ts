@@ -108,7 +108,7 @@ test("on wasm the fast matmul, identity, native and missing segment-sum kernels 
   const on = inFreshProcess(code, { [BACKEND_ENV]: "" });
   assert.equal(on.status, 0, on.stderr);
   const onOut = JSON.parse(on.stdout.trim());
-  assert.match(onOut.native, /^native kernels on \(OpenBLAS [\d.]+, 1 BLAS thread\)$/);
+  assert.match(onOut.native, /^native kernels on \(OpenBLAS [\d.]+, 1 BLAS thread, built from source\)$/);
   assert.deepEqual({ ...onOut, native: undefined }, { fast: ["wasm-matmul", "wasm-fast-kernels", "native-blas", "wasm-segment-sum", "wasm-kernels"], native: undefined, replaced: true, segmentSum: true });
   // Without the addon the wasm fast paths stay, and the report says why the native kernels are off.
   const noNative = inFreshProcess(code, { [BACKEND_ENV]: "", JOINTLY_NATIVE: "0" });

@@ -7,6 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { createRequire } from "node:module";
+import { nativeThreadsSetting } from "./native.js";
 
 /** The backends jointly knows how to bring up, fastest first. */
 export const BACKEND_ORDER = ["tensorflow-gpu", "tensorflow", "wasm", "cpu"] as const;
@@ -74,6 +75,14 @@ async function applyFastPaths(name: BackendName, enabled: boolean): Promise<stri
   const { registerReductionGradients } = await import("./gradients/reductions.js");
   registerReductionGradients();
   if (name !== "wasm") return [];
+  // jointly's wasm kernels (and the addon) write into tfjs-wasm's heap through its internals: with a
+  // version they were not checked against, the stock kernels are the safe choice.
+  const { wasmInternalsProblem } = await import("./wasm-internals.js");
+  const problem = wasmInternalsProblem();
+  if (problem !== undefined) {
+    nativeNote = `jointly's wasm kernels and native kernels off: ${problem}`;
+    return [];
+  }
   // One list (src/backend/kernels/register-all.ts): fixes and missing kernels always (a matter of
   // correctness: without UnsortedSegmentSum no gather or embedding can be trained on wasm), the
   // overrides of stock kernels and jointly's own fused kernels only with the fast paths; then the
@@ -85,7 +94,7 @@ async function applyFastPaths(name: BackendName, enabled: boolean): Promise<stri
   const native = enabled ? (await import("./native.js")).nativeKernels() : undefined;
   if (native !== undefined) {
     nativeNote = native.kernels
-      ? `native kernels on (${native.blas?.split(" ").slice(0, 2).join(" ")}, ${native.threads} BLAS thread${native.threads === 1 ? "" : "s"})`
+      ? `native kernels on (${native.blas?.split(" ").slice(0, 2).join(" ")}, ${native.threads} BLAS thread${native.threads === 1 ? "" : "s"}, ${native.source?.split(";")[0]})`
       : `native kernels off: ${native.reason}`;
   }
   // Reported only when ours is the kernel in use, not when the backend already had one.
@@ -164,16 +173,40 @@ function parseBackend(value: string, source: string): BackendName {
   );
 }
 
-async function tryBackend(name: BackendName, loaders: Record<BackendName, BackendLoader>) {
-  const loaded = await loaders[name]();
-  const tfName = TF_NAME[name];
-  if (tf.findBackendFactory(tfName) == null) {
-    throw new Error(`module loaded but registered no "${tfName}" backend`);
+/** The process events whose listeners tfjs-wasm's emscripten module adds. */
+const PROCESS_EVENTS = ["uncaughtException", "unhandledRejection"] as const;
+
+/**
+ * Removes the process listeners added since `before` was taken. tfjs-wasm's emscripten module adds
+ * an `uncaughtException` and an `unhandledRejection` listener that rethrow from its minified file:
+ * Node then prints ~39 KB of that source before the error and exits with code 7. Without them an
+ * uncaught error prints Node's usual message and stack and exits with 1. (The module tries to
+ * remove them itself, but its filter keeps none.)
+ */
+function removeAddedListeners(before: Record<(typeof PROCESS_EVENTS)[number], Function[]>): void {
+  for (const event of PROCESS_EVENTS) {
+    for (const listener of process.listeners(event as "uncaughtException")) {
+      if (!before[event].includes(listener)) process.removeListener(event as "uncaughtException", listener);
+    }
   }
-  const ok = await tf.setBackend(tfName);
-  if (!ok) throw new Error(`tf.setBackend("${tfName}") returned false`);
-  await tf.ready();
-  return loaded ?? {};
+}
+
+async function tryBackend(name: BackendName, loaders: Record<BackendName, BackendLoader>) {
+  // The emscripten module starts (and adds its listeners) at setBackend, not at import: watch both.
+  const before = { uncaughtException: process.listeners("uncaughtException"), unhandledRejection: process.listeners("unhandledRejection") };
+  try {
+    const loaded = await loaders[name]();
+    const tfName = TF_NAME[name];
+    if (tf.findBackendFactory(tfName) == null) {
+      throw new Error(`module loaded but registered no "${tfName}" backend`);
+    }
+    const ok = await tf.setBackend(tfName);
+    if (!ok) throw new Error(`tf.setBackend("${tfName}") returned false`);
+    await tf.ready();
+    return loaded ?? {};
+  } finally {
+    if (name === "wasm") removeAddedListeners(before);
+  }
 }
 
 /**
@@ -190,6 +223,8 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   const requested = options.backend ?? (envValue && envValue !== "" ? envValue : "auto");
   const reason: BackendInfo["reason"] = options.backend ? "option" : envValue ? "env" : "auto";
   const forced = requested === "auto" ? undefined : parseBackend(requested, options.backend ? "backend option" : BACKEND_ENV);
+  // Checked here, before any candidate: inside the loop its error would only skip wasm for cpu.
+  nativeThreadsSetting();
 
   if (current && (!forced || forced === current.name) && !options.loaders) return current;
   if (pending && !forced && !options.loaders) return pending;

@@ -6,9 +6,14 @@
  * Why: where the native TensorFlow backend cannot be installed, tfjs falls back to wasm, whose SIMD128
  * matrix products reach about 15 GFLOP/s on one core of the development machine, against 60-85 for
  * OpenBLAS's sgemm on the same core. The addon keeps every tensor where tfjs-wasm put it (no copies)
- * and only replaces the loops. It is built from source by `npm run native` (the cookbook and test
- * commands run it through scripts/setup.mjs); when it is missing or fails to load, everything takes
- * the pure-wasm paths and the reason is available from {@link nativeKernels}.
+ * and only replaces the loops. Where it comes from, first found first: `JOINTLY_NATIVE_PATH`; a build
+ * from source, build/native/jointly_native.node (`npm run native`, the cookbook and test commands
+ * through scripts/setup.mjs, or the package's install step, scripts/install-native.mjs, where a
+ * compiler and OpenBLAS exist); the prebuild shipped in the package for Linux x64
+ * (prebuilds/linux-x64/, OpenBLAS linked in; the x86-64-v3 build on CPUs with AVX2/FMA, else the
+ * baseline one). When none loads, everything takes the pure-wasm paths and {@link nativeKernels}
+ * says why in one line. The addon works on tfjs-wasm's internals, so it is used only with a
+ * supported @tensorflow/tfjs-backend-wasm version (./wasm-internals.ts).
  *
  * Switches: `JOINTLY_NATIVE=0` never loads it; `JOINTLY_NATIVE_PATH` loads another build;
  * `JOINTLY_NATIVE_THREADS` sets BLAS threads (default 1: tfjs itself runs on one thread, a second BLAS
@@ -16,8 +21,10 @@
  * single-threaded PyTorch fair).
  */
 import { createRequire } from "node:module";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { wasmInternalsProblem } from "./wasm-internals.js";
 
 /** The addon's functions; offsets are byte offsets into `heap`, counts are float32 elements. */
 export interface NativeKernels {
@@ -172,9 +179,14 @@ export type ConvGeometryArgs = [
 /** What loading the addon gave: the kernels, or why there are none. */
 export interface NativeStatus {
   kernels?: NativeKernels;
-  /** The file tried. */
+  /** The file loaded, or the last one tried. */
   path: string;
-  /** Why `kernels` is undefined (not built, switched off, failed to load). */
+  /**
+   * Which file was taken and why, when loaded: "JOINTLY_NATIVE_PATH", "built from source" or
+   * "prebuilt x86-64-v3 (linux-x64)" (followed by why a build from source was passed over).
+   */
+  source?: string;
+  /** Why `kernels` is undefined (not built, switched off, unsupported tfjs-wasm, failed to load), in one line. */
   reason?: string;
   /** BLAS threads in use and the BLAS library's own description, when loaded. */
   threads?: number;
@@ -185,59 +197,142 @@ export const NATIVE_ENV = "JOINTLY_NATIVE";
 export const NATIVE_PATH_ENV = "JOINTLY_NATIVE_PATH";
 export const NATIVE_THREADS_ENV = "JOINTLY_NATIVE_THREADS";
 
-/** Where `npm run native` writes the addon: build/native/ at the package root (two levels above this file). */
+/** The package root: two levels above this file, in src/backend/ (the checkout) and dist/backend/ (built) alike. */
+function packageRoot(): string {
+  return fileURLToPath(new URL("../../", import.meta.url));
+}
+
+/** Where `npm run native` (and the install step, where it can compile) writes the addon: build/native/ at the package root. */
 export function defaultNativePath(): string {
-  return fileURLToPath(new URL("../../build/native/jointly_native.node", import.meta.url));
+  return join(packageRoot(), "build", "native", "jointly_native.node");
+}
+
+/** The CPU's feature flags (the "flags" line of /proc/cpuinfo); empty where there is none. */
+function cpuFlags(): Set<string> {
+  try {
+    const line = readFileSync("/proc/cpuinfo", "utf8").split("\n").find((l) => l.startsWith("flags"));
+    return new Set((line ?? "").replace(/^flags\s*:/, "").trim().split(/\s+/));
+  } catch {
+    return new Set();
+  }
+}
+
+/**
+ * The prebuilt addon for this platform and CPU, from prebuilds/<platform>-<arch>/manifest.json
+ * (written by `node scripts/build-native.mjs --prebuilt`): its first addon whose CPU flags this CPU
+ * has. Returns the file and a label, or why there is none.
+ */
+export function prebuiltNativePath(flags: Set<string> = cpuFlags()): { path: string; label: string } | { reason: string } {
+  const platform = `${process.platform}-${process.arch}`;
+  const dir = join(packageRoot(), "prebuilds", platform);
+  let manifest: { addons: { file: string; march: string; cpuFlags: string[] }[] };
+  try {
+    manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8")) as typeof manifest;
+  } catch {
+    return { reason: `no prebuild for ${platform}` };
+  }
+  const pick = manifest.addons.find((a) => a.cpuFlags.every((f) => flags.has(f)));
+  if (pick === undefined) return { reason: `no prebuild in ${dir} runs on this CPU` };
+  return { path: join(dir, pick.file), label: `prebuilt ${pick.march} (${platform})` };
+}
+
+/**
+ * BLAS threads from `JOINTLY_NATIVE_THREADS` (default 1). Throws, naming the variable and the value,
+ * when it is not an integer >= 1: a typo must not quietly change the speed or the backend.
+ */
+export function nativeThreadsSetting(env: NodeJS.ProcessEnv = process.env): number {
+  const text = env[NATIVE_THREADS_ENV];
+  if (text === undefined || text === "") return 1;
+  const threads = /^\s*\d+\s*$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(threads) || threads < 1) {
+    throw new Error(`${NATIVE_THREADS_ENV} must be an integer >= 1 (the number of BLAS threads), but got "${text}"; unset it for 1 thread.`);
+  }
+  return threads;
 }
 
 let status: NativeStatus | undefined;
 let disabled = false;
 
-function load(): NativeStatus {
-  const path = process.env[NATIVE_PATH_ENV] || defaultNativePath();
-  const env = process.env[NATIVE_ENV];
-  if (env === "0" || env === "false") return { path, reason: `switched off (${NATIVE_ENV}=${env})` };
-  if (!existsSync(path)) return { path, reason: `not built (${path} does not exist; run \`npm run native\`)` };
-  let kernels: NativeKernels;
+/** The addon's functions as a plain object, or why the file is not a usable addon. */
+function requireAddon(path: string): NativeKernels | string {
+  let addon: NativeKernels;
   try {
-    const addon = createRequire(import.meta.url)(path) as NativeKernels;
-    // A plain object of the same functions (the addon's own properties are read-only), so a caller can wrap one.
-    kernels = {
-      gemm: addon.gemm,
-      adam: addon.adam,
-      sgd: addon.sgd,
-      sumRows: addon.sumRows,
-      gatherRows: addon.gatherRows,
-      copy2d: addon.copy2d,
-      actGrad: addon.actGrad,
-      lossForward: addon.lossForward,
-      lossBackward: addon.lossBackward,
-      conv2d: addon.conv2d,
-      conv2dBackpropInput: addon.conv2dBackpropInput,
-      conv2dBackpropFilter: addon.conv2dBackpropFilter,
-      depthwiseConv2d: addon.depthwiseConv2d,
-      depthwiseConv2dBackpropInput: addon.depthwiseConv2dBackpropInput,
-      depthwiseConv2dBackpropFilter: addon.depthwiseConv2dBackpropFilter,
-      maxPool: addon.maxPool,
-      maxPoolGrad: addon.maxPoolGrad,
-      binary: addon.binary,
-      batchNorm: addon.batchNorm,
-      setThreads: addon.setThreads,
-      info: addon.info,
-    };
-    const missing = Object.entries(kernels).filter(([, f]) => typeof f !== "function").map(([name]) => name);
-    if (missing.length > 0) return { path, reason: `${path} is an older build without ${missing.join(", ")} (run \`npm run native\`)` };
+    addon = createRequire(import.meta.url)(path) as NativeKernels;
   } catch (err) {
-    return { path, reason: `failed to load ${path}: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}` };
+    return `failed to load ${path}: ${err instanceof Error ? err.message.split("\n")[0] : String(err)}`;
   }
-  const threadsText = process.env[NATIVE_THREADS_ENV];
-  const threads = threadsText === undefined || threadsText === "" ? 1 : Number(threadsText);
-  if (!Number.isInteger(threads) || threads < 1) {
-    throw new Error(`${NATIVE_THREADS_ENV} must be an integer >= 1, but got "${threadsText}".`);
+  // A plain object of the same functions (the addon's own properties are read-only), so a caller can wrap one.
+  const kernels: NativeKernels = {
+    gemm: addon.gemm,
+    adam: addon.adam,
+    sgd: addon.sgd,
+    sumRows: addon.sumRows,
+    gatherRows: addon.gatherRows,
+    copy2d: addon.copy2d,
+    actGrad: addon.actGrad,
+    lossForward: addon.lossForward,
+    lossBackward: addon.lossBackward,
+    conv2d: addon.conv2d,
+    conv2dBackpropInput: addon.conv2dBackpropInput,
+    conv2dBackpropFilter: addon.conv2dBackpropFilter,
+    depthwiseConv2d: addon.depthwiseConv2d,
+    depthwiseConv2dBackpropInput: addon.depthwiseConv2dBackpropInput,
+    depthwiseConv2dBackpropFilter: addon.depthwiseConv2dBackpropFilter,
+    maxPool: addon.maxPool,
+    maxPoolGrad: addon.maxPoolGrad,
+    binary: addon.binary,
+    batchNorm: addon.batchNorm,
+    setThreads: addon.setThreads,
+    info: addon.info,
+  };
+  const missing = Object.entries(kernels).filter(([, f]) => typeof f !== "function").map(([name]) => name);
+  if (missing.length > 0) return `${path} is an older build without ${missing.join(", ")} (run \`npm run native\`)`;
+  return kernels;
+}
+
+function load(): NativeStatus {
+  const envPath = process.env[NATIVE_PATH_ENV];
+  const built = defaultNativePath();
+  const env = process.env[NATIVE_ENV];
+  if (env === "0" || env === "false") return { path: envPath || built, reason: `switched off (${NATIVE_ENV}=${env})` };
+  const threads = nativeThreadsSetting();
+  const problem = wasmInternalsProblem();
+  if (problem !== undefined) return { path: envPath || built, reason: problem };
+  // The candidates in order; a build from source that fails to load gives way to the prebuild.
+  const candidates: { path: string; source: string }[] = [];
+  const passedOver: string[] = [];
+  if (envPath) {
+    // Only that file: whoever set the variable wants to know when it does not load.
+    if (!existsSync(envPath)) return { path: envPath, reason: `not built (${envPath} does not exist; run \`npm run native\`)` };
+    candidates.push({ path: envPath, source: NATIVE_PATH_ENV });
+  } else {
+    if (existsSync(built)) candidates.push({ path: built, source: "built from source" });
+    else passedOver.push(`no ${built}`);
+    const pre = prebuiltNativePath();
+    if ("path" in pre) candidates.push({ path: pre.path, source: pre.label });
+    else passedOver.push(pre.reason);
+  }
+  let kernels: NativeKernels | undefined;
+  let chosen: { path: string; source: string } | undefined;
+  for (const c of candidates) {
+    const k = requireAddon(c.path);
+    if (typeof k === "string") {
+      passedOver.push(k);
+      continue;
+    }
+    kernels = k;
+    chosen = c;
+    break;
+  }
+  if (kernels === undefined || chosen === undefined) {
+    const path = candidates[candidates.length - 1]?.path ?? built;
+    if (candidates.length === 0) return { path, reason: `not built (${passedOver.join("; ")}; run \`npm run native\` with a C compiler and OpenBLAS)` };
+    return { path, reason: passedOver.join("; ") };
   }
   kernels.setThreads(threads);
   const info = kernels.info();
-  return { kernels, path, threads: info.threads, blas: info.blasConfig };
+  const source = passedOver.length > 0 && chosen.source !== "built from source" && existsSync(built) ? `${chosen.source}; ${passedOver.join("; ")}` : chosen.source;
+  return { kernels, path: chosen.path, source, threads: info.threads, blas: info.blasConfig };
 }
 
 /** Loads the addon once (later calls return the same status). */

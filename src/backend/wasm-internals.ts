@@ -6,6 +6,46 @@
  * not public API; every kernel file of src/backend/ reaches them through this interface.
  */
 import type * as tf from "@tensorflow/tfjs";
+import { createRequire } from "node:module";
+
+/**
+ * The @tensorflow/tfjs-backend-wasm versions whose internals (the members below, the heap layout of
+ * a tensor, the C++ side's `registerTensor`) jointly's wasm kernels and native addon were checked
+ * against. With TensorFlow.js a peer dependency the user picks the version, so any other one gets
+ * the stock kernels rather than writes into a heap whose layout may have changed.
+ */
+export const SUPPORTED_WASM_VERSIONS: readonly string[] = ["4.22.0"];
+
+let versionOverride: { version: string | undefined } | undefined;
+
+/**
+ * The installed @tensorflow/tfjs-backend-wasm's version, from its package.json as resolved from
+ * this package (the copy jointly imports), or undefined when it is not installed.
+ */
+export function installedWasmVersion(): string | undefined {
+  if (versionOverride !== undefined) return versionOverride.version;
+  try {
+    return (createRequire(import.meta.url)("@tensorflow/tfjs-backend-wasm/package.json") as { version?: string }).version;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * For tests: pretend another tfjs-backend-wasm version is installed (`null` puts the real one back).
+ * Takes effect only before the first backend set-up of the process (the answer is used once).
+ */
+export function setWasmVersionForTesting(version: string | undefined | null): void {
+  versionOverride = version === null ? undefined : { version };
+}
+
+/** Why jointly must not touch tfjs-wasm's internals here (an unsupported or missing version), or undefined when it may. */
+export function wasmInternalsProblem(): string | undefined {
+  const version = installedWasmVersion();
+  if (version !== undefined && SUPPORTED_WASM_VERSIONS.includes(version)) return undefined;
+  const have = version === undefined ? "@tensorflow/tfjs-backend-wasm is not installed" : `@tensorflow/tfjs-backend-wasm ${version} is installed`;
+  return `${have}, and jointly's wasm kernels work on the internals of ${SUPPORTED_WASM_VERSIONS.join(", ")} only (install @tensorflow/tfjs-backend-wasm@${SUPPORTED_WASM_VERSIONS[SUPPORTED_WASM_VERSIONS.length - 1]} for them)`;
+}
 
 /** What the wasm backend keeps per data id. */
 export interface WasmTensorData {
