@@ -147,3 +147,57 @@ test("the addon switched off before initBackend is used again once switched back
   assert.equal(r.status, 0, r.stderr.slice(-1500));
   assert.equal(r.stdout.trim().split("\n").pop(), "1", "sgemm calls after switching the addon back on");
 });
+
+test("a bad JOINTLY_NATIVE_THREADS is an error naming the variable and the value, not a fall to the cpu backend", () => {
+  for (const value of ["abc", "0", "1.5", "-2"]) {
+    const r = inFreshProcess(
+      `import { initBackend } from "./src/backend/init.ts";
+       try { const i = await initBackend({ report: false }); console.log("chose", i.name); } catch (err) { console.log("error:", err.message); }`,
+      { [BACKEND_ENV]: "", JOINTLY_NATIVE_THREADS: value },
+    );
+    assert.equal(r.status, 0, r.stderr.slice(-1500));
+    assert.equal(r.stdout.trim(), `error: JOINTLY_NATIVE_THREADS must be an integer >= 1 (the number of BLAS threads), but got "${value}"; unset it for 1 thread.`);
+  }
+  const ok = inFreshProcess(`import { initBackend } from "./src/backend/init.ts"; const i = await initBackend({ report: false }); console.log(i.name, i.nativeKernels);`, { [BACKEND_ENV]: "", JOINTLY_NATIVE_THREADS: "2" });
+  assert.equal(ok.status, 0, ok.stderr.slice(-1500));
+  assert.match(ok.stdout.trim(), /^wasm native kernels on \(OpenBLAS [\d.]+, 2 BLAS threads, /);
+});
+
+test("with a tfjs-backend-wasm version other than the supported one, jointly steps aside: no addon, the stock wasm kernels, the reason in nativeKernels() and the backend line", () => {
+  const r = inFreshProcess(
+    `import * as tf from "@tensorflow/tfjs";
+     import { initBackend, describeBackend } from "./src/backend/init.ts";
+     import { nativeKernels } from "./src/backend/native.ts";
+     import { setWasmVersionForTesting } from "./src/backend/wasm-internals.ts";
+     setWasmVersionForTesting("4.21.0");
+     const stock = (await import("@tensorflow/tfjs-backend-wasm"), tf.getKernel("BatchMatMul", "wasm").kernelFunc);
+     const i = await initBackend({ report: false, backend: "wasm" });
+     const sum = tf.tidy(() => tf.matMul(tf.ones([3, 4]), tf.ones([4, 2])).sum().arraySync());
+     console.log(JSON.stringify({ fast: i.fastPaths, line: describeBackend(i), reason: nativeKernels().reason, loaded: nativeKernels().kernels !== undefined, stock: tf.getKernel("BatchMatMul", "wasm").kernelFunc === stock, sum }));`,
+    { [BACKEND_ENV]: "" },
+  );
+  assert.equal(r.status, 0, r.stderr.slice(-1500));
+  const out = JSON.parse(r.stdout.trim().split("\n").pop() as string);
+  const why = "@tensorflow/tfjs-backend-wasm 4.21.0 is installed, and jointly's wasm kernels work on the internals of 4.22.0 only (install @tensorflow/tfjs-backend-wasm@4.22.0 for them)";
+  assert.deepEqual(out, {
+    fast: [],
+    line: out.line,
+    reason: why,
+    loaded: false,
+    stock: true,
+    sum: 24,
+  });
+  assert.ok(out.line.includes(`; jointly's wasm kernels and native kernels off: ${why})`), out.line);
+});
+
+test("an uncaught error or unhandled rejection on wasm prints Node's usual message and exits with 1 (no minified tfjs-wasm source, no exit code 7)", () => {
+  for (const [how, message] of [
+    ["setTimeout(() => { throw new Error('jointly test: thrown later'); }, 0);", "jointly test: thrown later"],
+    ["Promise.reject(new Error('jointly test: rejected'));", "jointly test: rejected"],
+  ] as const) {
+    const r = inFreshProcess(`import { initBackend } from "./src/backend/init.ts"; await initBackend({ report: false, backend: "wasm" }); ${how}`);
+    assert.equal(r.status, 1, r.stderr.slice(0, 500));
+    assert.ok(r.stderr.length < 2000, `stderr is ${r.stderr.length} characters: ${r.stderr.slice(0, 300)}`);
+    assert.ok(r.stderr.includes(`Error: ${message}`), r.stderr);
+  }
+});
