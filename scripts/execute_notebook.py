@@ -3,10 +3,16 @@ notebook and its HTML, and print a JSON result on the last line of stdout.
 
 Run by scripts/cookbook.ts and the test suite, with the Python that has Jupyter:
     python3 execute_notebook.py NOTEBOOK OUT.ipynb OUT.html [--kernel tslab] [--cell-timeout 300]
+        [--progress FILE] [--result FILE]
+
+--progress appends one JSON line when the kernel is up (its pid, so the runner can stop its session)
+and one before each cell; --result also writes the result there. SIGTERM (the runner's time limit)
+stops the run: the result says "timeout" and names the cell, and what ran so far is still saved.
 """
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 
@@ -33,6 +39,27 @@ def failed_cell_message(cell, fallback):
     return first_line(stderr or fallback)
 
 
+class NotebookDeadline(BaseException):
+    """The runner's time limit for the whole notebook passed (it sent SIGTERM). A BaseException, like
+    KeyboardInterrupt, so that no `except Exception` inside nbclient swallows it."""
+
+
+def on_sigterm(signum, frame):
+    raise NotebookDeadline("the runner's time limit passed")
+
+
+class Progress:
+    """Where the run is, for the runner: appended and flushed line by line, so a killed run leaves it."""
+
+    def __init__(self, path):
+        self.file = open(path, "a", encoding="utf-8") if path else None
+
+    def note(self, **event):
+        if self.file:
+            self.file.write(json.dumps(event) + "\n")
+            self.file.flush()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("notebook")
@@ -40,7 +67,11 @@ def main():
     ap.add_argument("out_html")
     ap.add_argument("--kernel", default="tslab")
     ap.add_argument("--cell-timeout", type=int, default=300)
+    ap.add_argument("--progress", default=None)
+    ap.add_argument("--result", default=None)
     a = ap.parse_args()
+    progress = Progress(a.progress)
+    signal.signal(signal.SIGTERM, on_sigterm)
 
     nb = nbformat.read(a.notebook, as_version=4)
     client = NotebookClient(
@@ -54,8 +85,14 @@ def main():
     index = None
     try:
         with client.setup_kernel():
+            pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
+            progress.note(event="kernel", pid=pid)
             count = 0
+            code_seen = 0
             for index, cell in enumerate(nb.cells):
+                if cell.cell_type == "code":
+                    code_seen += 1
+                progress.note(event="cell", cell=index + 1, code_cell=code_seen if cell.cell_type == "code" else None)
                 client.execute_cell(cell, index)
                 if cell.cell_type == "code":
                     # tslab sends no execution_count; number the cells so the HTML reads "In [3]:".
@@ -72,9 +109,20 @@ def main():
             error=failed_cell_message(cell, err),
             error_type=type(err).__name__,
         )
+    except NotebookDeadline as err:
+        code_cells = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        result.update(
+            status="timeout",
+            failed_cell=index + 1 if index is not None else None,
+            failed_code_cell=code_cells.index(index) + 1 if index in code_cells else None,
+            error=str(err),
+            error_type="NotebookDeadline",
+        )
     except Exception as err:  # kernel failed to start, etc.
         result.update(status="failed", failed_cell=None, error=first_line(err), error_type=type(err).__name__)
     result["seconds"] = round(time.time() - start, 2)
+    # Saving what ran must not be cut short by a second signal.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     figures = {}
     for cell in nb.cells:
@@ -95,6 +143,9 @@ def main():
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": result["title"]}})
     with open(a.out_html, "w", encoding="utf-8") as f:
         f.write(body)
+    if a.result:
+        with open(a.result, "w", encoding="utf-8") as f:
+            json.dump(result, f)
     print(json.dumps(result))
     return 0
 
