@@ -5,6 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { fusedLoss, type FusedLossName } from "../ops/fused.js";
+import { checkClassIds, checkDistributions, checkMaskValues, checkNotEmpty, checkUnitInterval } from "./label-checks.js";
 
 /** (labels, predictions, mask?) => scalar loss. */
 export type LossFn = (labels: tf.Tensor, predictions: tf.Tensor, mask?: tf.Tensor) => tf.Scalar;
@@ -12,9 +13,24 @@ export type LossFn = (labels: tf.Tensor, predictions: tf.Tensor, mask?: tf.Tenso
 /** Names accepted wherever a loss is expected. */
 export type LossName = "mse" | "mae" | "huber" | "softmaxCrossEntropy" | "binaryCrossEntropy";
 
-function checkRows(labels: tf.Tensor, predictions: tf.Tensor, loss: string) {
+/**
+ * What every loss checks first: live tensors, one label row per prediction row, a non-empty batch,
+ * and a mask of 0s and 1s with one entry per row (the value checks are label-checks.ts's).
+ */
+function checkRows(labels: tf.Tensor, predictions: tf.Tensor, loss: string, mask?: tf.Tensor) {
+  if (labels.isDisposed) throw new Error(`${loss}: the labels are a disposed tensor; pass a live tensor (one not yet disposed).`);
+  if (predictions.isDisposed) throw new Error(`${loss}: the predictions are a disposed tensor; pass a live tensor (one not yet disposed).`);
+  if (predictions.rank === 0) throw new Error(`${loss}: the predictions are a scalar; give one row per example (shape [rows, ...]).`);
   if (labels.shape[0] !== predictions.shape[0]) {
-    throw new Error(`${loss}: labels have ${labels.shape[0]} rows but predictions have ${predictions.shape[0]} (shapes [${labels.shape}] and [${predictions.shape}]).`);
+    throw new Error(`${loss}: labels have ${labels.shape[0]} rows but predictions have ${predictions.shape[0]} (shapes [${labels.shape}] and [${predictions.shape}]); give one label row per prediction row.`);
+  }
+  checkNotEmpty(predictions.shape[0] as number, loss, predictions.shape);
+  if (mask) {
+    if (mask.isDisposed) throw new Error(`${loss}: the mask is a disposed tensor; pass a live tensor (one not yet disposed).`);
+    if (mask.size !== predictions.shape[0]) {
+      throw new Error(`${loss}: the mask has ${mask.size} entries (shape [${mask.shape}]) but the batch has ${predictions.shape[0]} rows; give one 0/1 entry per row.`);
+    }
+    checkMaskValues(mask, `${loss} mask`);
   }
 }
 
@@ -25,10 +41,13 @@ function perRow(t: tf.Tensor): tf.Tensor1D {
 
 /** Mean of per-row losses over rows whose mask is 1 (all rows without a mask). */
 export function maskedMean(rowLoss: tf.Tensor1D, mask?: tf.Tensor): tf.Scalar {
+  checkNotEmpty(rowLoss.shape[0] as number, "maskedMean", rowLoss.shape);
   if (!mask) return tf.mean(rowLoss);
   if (mask.size !== rowLoss.shape[0]) {
-    throw new Error(`The mask has ${mask.size} entries but the batch has ${rowLoss.shape[0]} rows.`);
+    throw new Error(`The mask has ${mask.size} entries but the batch has ${rowLoss.shape[0]} rows; give one 0/1 entry per row.`);
   }
+  // Free after the loss's own check (remembered per tensor); here for losses built on maskedMean.
+  checkMaskValues(mask, "mask");
   const m = tf.cast(tf.reshape(mask, [-1]), "float32");
   // where() rather than multiply: a masked-out row with a NaN label must not turn the sum into NaN.
   const kept = tf.where(tf.greater(m, 0), rowLoss, tf.zerosLike(rowLoss));
@@ -41,7 +60,7 @@ function sameShape(labels: tf.Tensor, predictions: tf.Tensor, loss: string): tf.
     return tf.reshape(labels, predictions.shape);
   }
   if (labels.size !== predictions.size) {
-    throw new Error(`${loss}: labels of shape [${labels.shape}] do not match predictions of shape [${predictions.shape}].`);
+    throw new Error(`${loss}: labels of shape [${labels.shape}] do not match predictions of shape [${predictions.shape}]; give labels of shape [${predictions.shape}], one per prediction (or check which output this task reads).`);
   }
   return labels;
 }
@@ -60,19 +79,24 @@ function fused(kind: FusedLossName, labels: tf.Tensor, predictions: tf.Tensor, m
 /** Mean squared error. */
 export const mse: LossFn = (labels, predictions, mask) =>
   tf.tidy(() => {
+    checkRows(labels, predictions, "mse", mask);
     const y = sameShape(labels, predictions, "mse");
     return fused("mse", y, predictions, mask) ?? maskedMean(perRow(tf.squaredDifference(y, predictions)), mask);
   });
 
 /** Mean absolute error. */
 export const mae: LossFn = (labels, predictions, mask) =>
-  tf.tidy(() => maskedMean(perRow(tf.abs(tf.sub(sameShape(labels, predictions, "mae"), predictions))), mask));
+  tf.tidy(() => {
+    checkRows(labels, predictions, "mae", mask);
+    return maskedMean(perRow(tf.abs(tf.sub(sameShape(labels, predictions, "mae"), predictions))), mask);
+  });
 
 /** Huber loss (smooth L1 when delta = 1): quadratic within `delta`, linear outside. */
 export function huber(delta = 1): LossFn {
   if (!(delta > 0) || !Number.isFinite(delta)) throw new Error(`huber delta must be a positive finite number, but got ${delta}.`);
   return (labels, predictions, mask) =>
     tf.tidy(() => {
+      checkRows(labels, predictions, "huber", mask);
       const err = tf.abs(tf.sub(sameShape(labels, predictions, "huber"), predictions));
       const quad = tf.minimum(err, delta);
       const lin = tf.sub(err, quad);
@@ -81,12 +105,22 @@ export function huber(delta = 1): LossFn {
 }
 
 /**
- * Softmax cross-entropy on logits. Labels are integer class ids `[n]` (or `[n, 1]`) or one-hot /
- * probability rows `[n, classes]`.
+ * Softmax cross-entropy on logits. Labels are integer class ids `[n]` (or `[n, 1]`) in
+ * [0, classes) or one-hot / probability rows `[n, classes]` (entries >= 0, rows summing to 1); any
+ * other value is an error naming the row, on every backend (label-checks.ts).
  */
 export const softmaxCrossEntropy: LossFn = (labels, logits, mask) =>
   tf.tidy(() => {
-    checkRows(labels, logits, "softmaxCrossEntropy");
+    checkRows(labels, logits, "softmaxCrossEntropy", mask);
+    const classes = logits.shape[logits.rank - 1] as number;
+    // Ids when there is one label per row (with one class, [n, 1] labels read as ids: a row of one
+    // probability would have to be 1 anyway).
+    if (labels.size === logits.shape[0]) {
+      // Masked-out rows may hold anything ("-1 = no label"); they become class 0, whose loss the mask drops.
+      if (checkClassIds(labels, classes, mask, "softmaxCrossEntropy", logits.shape)) {
+        labels = tf.where(tf.greater(tf.reshape(mask!, labels.shape), 0), labels, tf.zerosLike(labels));
+      }
+    } else if (labels.shape.join() === logits.shape.join()) checkDistributions(labels, mask, "softmaxCrossEntropy");
     if (labels.size === logits.shape[0]) {
       const ids = fused("softmaxCrossEntropy", labels, logits, mask);
       if (ids !== undefined) return ids;
@@ -95,7 +129,6 @@ export const softmaxCrossEntropy: LossFn = (labels, logits, mask) =>
       const rows = fused("softmaxCrossEntropyRows", tf.cast(labels, "float32"), logits, mask);
       if (rows !== undefined) return rows;
     }
-    const classes = logits.shape[logits.rank - 1] as number;
     const target =
       labels.size === logits.shape[0]
         ? tf.oneHot(tf.cast(tf.reshape(labels, [-1]), "int32"), classes)
@@ -108,10 +141,16 @@ export const softmaxCrossEntropy: LossFn = (labels, logits, mask) =>
     return maskedMean(rowLoss as tf.Tensor1D, mask);
   });
 
-/** Sigmoid (binary) cross-entropy on logits, computed stably: max(x,0) - x·z + log(1 + e^-|x|). */
+/**
+ * Sigmoid (binary) cross-entropy on logits, computed stably: max(x,0) - x·z + log(1 + e^-|x|).
+ * Labels are probabilities in [0, 1]; others are an error naming the row.
+ */
 export const binaryCrossEntropy: LossFn = (labels, logits, mask) =>
   tf.tidy(() => {
-    const z = tf.cast(sameShape(labels, logits, "binaryCrossEntropy"), "float32");
+    checkRows(labels, logits, "binaryCrossEntropy", mask);
+    const y = sameShape(labels, logits, "binaryCrossEntropy");
+    checkUnitInterval(labels, mask, "binaryCrossEntropy");
+    const z = tf.cast(y, "float32");
     const viaFused = fused("binaryCrossEntropy", z, logits, mask);
     if (viaFused !== undefined) return viaFused;
     const x = logits;
@@ -126,6 +165,12 @@ const BY_NAME: Record<LossName, LossFn> = {
   softmaxCrossEntropy,
   binaryCrossEntropy,
 };
+
+/** The built-in name of a loss function (undefined for one of the caller's own). */
+export function lossNameOf(fn: LossFn): LossName | undefined {
+  for (const [name, f] of Object.entries(BY_NAME)) if (f === fn) return name as LossName;
+  return undefined;
+}
 
 /** A loss by name or function. */
 export function resolveLoss(loss: LossFn | LossName, owner: string): LossFn {

@@ -14,6 +14,7 @@ import type { ConsistencyFn } from "../losses/consistency.js";
 import { OptimizerGroups } from "./optimizer-groups.js";
 import { variableGradsShared } from "../layers/step-cache.js";
 import type { Schedule } from "./schedules.js";
+import { freeOnFailure } from "./step-scope.js";
 
 /** Named outputs of one forward pass of all the models, e.g. `{ a: A(x), b: B(A(x)) }`. */
 export type ForwardFn<B> = (batch: B, training: boolean) => Record<string, tf.Tensor>;
@@ -121,6 +122,33 @@ function runStep<B>(
   what: string, stepNo: number, vars: tf.Variable[], groups: OptimizerGroups,
   objective: Objective, forward: ForwardFn<B>, batch: B,
 ): { losses: Record<string, number>; total: number } {
+  checkBatchTensors(batch, what);
+  // A step that throws frees the tensors it made (step-scope.ts).
+  return freeOnFailure(() => stepBody(what, stepNo, vars, groups, objective, forward, batch));
+}
+
+/**
+ * A disposed tensor in the batch (itself, an array entry or an object's value, one level deep),
+ * named by its key: tfjs would fail later with "Cannot read properties of undefined".
+ */
+function checkBatchTensors(batch: unknown, what: string): void {
+  const disposed = (t: unknown) => t instanceof tf.Tensor && t.isDisposed;
+  let key: string | undefined;
+  if (disposed(batch)) key = "the batch";
+  else if (Array.isArray(batch)) {
+    const i = batch.findIndex(disposed);
+    if (i >= 0) key = `batch[${i}]`;
+  } else if (batch !== null && typeof batch === "object" && !(batch instanceof tf.Tensor)) {
+    const k = Object.keys(batch).find((k) => disposed((batch as Record<string, unknown>)[k]));
+    if (k !== undefined) key = `batch "${k}"`;
+  }
+  if (key !== undefined) throw new Error(`${what}: ${key} is a disposed tensor; pass live tensors (dispose them after the step, not before).`);
+}
+
+function stepBody<B>(
+  what: string, stepNo: number, vars: tf.Variable[], groups: OptimizerGroups,
+  objective: Objective, forward: ForwardFn<B>, batch: B,
+): { losses: Record<string, number>; total: number } {
   let parts: [string, tf.Scalar][] = [];
   let result: { value: tf.Scalar; grads: tf.NamedTensorMap };
   try {
@@ -191,7 +219,11 @@ export class AlternatingTrainer<B> {
     this.turns = options.turns.map((t) => {
       const steps = t.steps ?? 1;
       if (!Number.isInteger(steps) || steps < 1) throw new Error(`${what}: turn "${t.name}" steps must be a positive integer, but got ${steps}.`);
-      if (!(t.optimizer instanceof tf.Optimizer)) throw new Error(`${what}: turn "${t.name}" needs a tf.Optimizer, but got ${String(t.optimizer)}.`);
+      // Checked before instanceof: tf.Optimizer's instanceof reads .minimize, a TypeError on undefined.
+      if (t.optimizer === undefined || t.optimizer === null) {
+        throw new Error(`${what}: turn "${t.name}" has no optimizer; give each turn its own, e.g. { name: "${t.name}", variables, loss, optimizer: tf.train.adam(1e-3) }.`);
+      }
+      if (typeof t.optimizer !== "object" || !(t.optimizer instanceof tf.Optimizer)) throw new Error(`${what}: turn "${t.name}" needs a tf.Optimizer (e.g. tf.train.adam(1e-3)), but got ${String(t.optimizer)}.`);
       const other = optimizers.get(t.optimizer);
       if (other) throw new Error(`${what}: turns "${other}" and "${t.name}" use the same optimizer object; give each turn its own.`);
       optimizers.set(t.optimizer, t.name);
@@ -291,7 +323,10 @@ export class JointObjectiveTrainer<B> {
     // A variable shared by two parts is one variable: it gets the sum of both gradients, once.
     this.vars = options.parts.flatMap((p) => partVariables(p.variables, `${what}: part "${p.name}"`)).filter((v) => (seen.has(v.id) ? false : (seen.add(v.id), true)));
     const opt = options.optimizer;
-    if (!(opt instanceof tf.Optimizer) && !(opt instanceof OptimizerGroups)) throw new Error(`${what}: optimizer must be a tf.Optimizer or optimizerGroups(...), but got ${String(opt)}.`);
+    if (opt === undefined || opt === null) {
+      throw new Error(`${what}: no optimizer given; pass one in the options, e.g. new JointObjectiveTrainer({ forward, parts, optimizer: tf.train.adam(1e-3) }).`);
+    }
+    if (typeof opt !== "object" || (!(opt instanceof tf.Optimizer) && !(opt instanceof OptimizerGroups))) throw new Error(`${what}: optimizer must be a tf.Optimizer (e.g. tf.train.adam(1e-3)) or optimizerGroups(...), but got ${String(opt)}.`);
     this.groups = (opt instanceof OptimizerGroups ? opt : new OptimizerGroups({ all: { variables: this.vars, optimizer: opt } })).bind(this.vars);
     this.forward = options.forward;
     this.parts = options.parts;

@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
-import { batchRows, trainable, uniqueVariables, type Inputs, type Trainable } from "./model.js";
-import { checkLabels, checkWeight, resolveTasks, type ResolvedTask, type Task } from "./tasks.js";
+import { trainable, uniqueVariables, type Inputs, type Trainable } from "./model.js";
+import { checkLabels, checkMasks, checkWeight, resolveTasks, taskError, type ResolvedTask, type Task } from "./tasks.js";
+import { checkStepBatch, freeOnFailure } from "./step-scope.js";
 import { computeMetric } from "./metrics.js";
 import { OptimizerGroups } from "./optimizer-groups.js";
 import { aggregate, aggregatorNames, aggregators, GradVac, type Aggregation, type AggregatorName } from "../aggregation/index.js";
@@ -134,14 +135,19 @@ export class JointTrainer {
   private lastWeights?: number[];
 
   constructor(options: JointTrainerOptions) {
+    if (options === null || typeof options !== "object") throw new Error(`JointTrainer: options must be an object { model, tasks, optimizer }, but got ${String(options)}.`);
+    // Before anything reads it: tf.Optimizer's instanceof reads .minimize, a TypeError on undefined.
+    if (options.optimizer === undefined || options.optimizer === null) {
+      throw new Error("JointTrainer: no optimizer given; pass one in the options, e.g. new JointTrainer({ model, tasks, optimizer: tf.train.adam(1e-3) }) (or optimizerGroups(...) for one per variable group).");
+    }
     this.model = trainable(options.model);
     this.tasks = resolveTasks(options.tasks, this.model.outputNames());
     this.optimizer = options.optimizer;
     this.vars = uniqueVariables(options.variables ?? this.model.variables());
     if (this.vars.length === 0) throw new Error("JointTrainer: the variable set is empty; there is nothing to train.");
     const opt = options.optimizer;
-    if (!(opt instanceof tf.Optimizer) && !(opt instanceof OptimizerGroups)) {
-      throw new Error(`JointTrainer: optimizer must be a tf.Optimizer or optimizerGroups(...), but got ${String(opt)}.`);
+    if (typeof opt !== "object" || (!(opt instanceof tf.Optimizer) && !(opt instanceof OptimizerGroups))) {
+      throw new Error(`JointTrainer: optimizer must be a tf.Optimizer (e.g. tf.train.adam(1e-3)) or optimizerGroups(...), but got ${String(opt)}.`);
     }
     this.groups = (opt instanceof OptimizerGroups ? opt : new OptimizerGroups({ all: { variables: this.vars, optimizer: opt } })).bind(this.vars);
     if (options.penalty !== undefined && typeof options.penalty !== "function") {
@@ -293,7 +299,12 @@ export class JointTrainer {
     return this.tasks.map((t) => {
       const pred = outputs[t.output];
       if (!pred) throw new Error(`Task "${t.name}": the model produced no output "${t.output}".`);
-      const l = t.loss(labels[t.name] as tf.Tensor, pred, masks?.[t.name]);
+      let l: tf.Scalar;
+      try {
+        l = t.loss(labels[t.name] as tf.Tensor, pred, masks?.[t.name]);
+      } catch (err) {
+        throw taskError(t, err, labels[t.name], pred);
+      }
       if (!(l instanceof tf.Tensor) || l.rank !== 0) throw new Error(`Task "${t.name}": the loss must be a scalar tensor, but got ${l instanceof tf.Tensor ? `shape [${l.shape}]` : String(l)}.`);
       return l;
     });
@@ -309,7 +320,11 @@ export class JointTrainer {
     const t = this.tasks[i] as ResolvedTask;
     const pred = outputs[t.output];
     if (!pred) throw new Error(`Task "${t.name}": the model produced no output "${t.output}".`);
-    return t.loss(labels[t.name] as tf.Tensor, pred, masks?.[t.name]);
+    try {
+      return t.loss(labels[t.name] as tf.Tensor, pred, masks?.[t.name]);
+    } catch (err) {
+      throw taskError(t, err, labels[t.name], pred);
+    }
   }
 
   /** Throw (naming step, task and last finite value) if a loss is NaN or infinite; nothing has been applied yet. */
@@ -337,14 +352,18 @@ export class JointTrainer {
    * (parameters) or over the representation, flattened per example (representation); no update.
    */
   taskGradients(inputs: Inputs, labels: Record<string, tf.Tensor>, masks?: Record<string, tf.Tensor>): { J: number[][]; losses: Record<string, number> } {
-    checkLabels(this.tasks, labels, batchRows(inputs));
+    const rows = checkStepBatch("JointTrainer.taskGradients", inputs, labels, masks, this.tasks.map((t) => t.name));
+    checkLabels(this.tasks, labels, rows);
+    if (masks) checkMasks(this.tasks, masks, rows);
     if (this.mode === "parameters" && !this.shared) throw new Error("JointTrainer.taskGradients: give the trainer shared (variables or layers), or use mode \"representation\".");
-    const r = this.jacobian(inputs, labels, masks);
-    try {
-      return { J: r.J.arraySync(), losses: this.named(r.losses) };
-    } finally {
-      r.J.dispose();
-    }
+    return freeOnFailure(() => {
+      const r = this.jacobian(inputs, labels, masks);
+      try {
+        return { J: r.J.arraySync(), losses: this.named(r.losses) };
+      } finally {
+        r.J.dispose();
+      }
+    });
   }
 
   /** J (T x d tensor) and the losses, over the shared variables or the representation. */
@@ -404,11 +423,16 @@ export class JointTrainer {
    * norms only (GradNorm, DB-MTL) are taken after the joint pass, before its update is applied; with an aggregator, the step is T per-task passes (plus one in representation mode).
    */
   step(inputs: Inputs, labels: Record<string, tf.Tensor>, masks?: Record<string, tf.Tensor>): StepResult {
-    const rows = batchRows(inputs);
+    const rows = checkStepBatch("JointTrainer.step", inputs, labels, masks, this.tasks.map((t) => t.name));
     this.checkStepLabels(labels, rows);
-    if (masks) checkLabels(this.tasks.filter((t) => masks[t.name]), masks, rows, "masks");
+    if (masks) checkMasks(this.tasks, masks, rows);
     const stepNo = this.steps + 1;
-    if (this.aggregator) return this.aggregatedStep(inputs, labels, masks, stepNo);
+    // A step that throws (a bad label, a shape mismatch) frees what it made (step-scope.ts).
+    return freeOnFailure(() => (this.aggregator ? this.aggregatedStep(inputs, labels, masks, stepNo) : this.plainStep(inputs, labels, masks, stepNo)));
+  }
+
+  /** The step without an aggregator: the weighted sum of the losses (weights from a weighting, if any). */
+  private plainStep(inputs: Inputs, labels: Record<string, tf.Tensor>, masks: Record<string, tf.Tensor> | undefined, stepNo: number): StepResult {
 
     const needsNorms = this.requirement?.needs.includes("gradNorms") ?? false;
     let unweightedNorms: number[] | undefined;
@@ -645,8 +669,9 @@ export class JointTrainer {
 
   /** Loss and metrics of each task on a whole data set (one forward pass), without training. */
   evaluate(inputs: Inputs, labels: Record<string, tf.Tensor>, options: { masks?: Record<string, tf.Tensor> } = {}): Evaluation {
-    const rows = batchRows(inputs);
+    const rows = checkStepBatch("JointTrainer.evaluate", inputs, labels, options.masks, this.tasks.map((t) => t.name));
     checkLabels(this.tasks, labels, rows);
+    if (options.masks) checkMasks(this.tasks, options.masks, rows);
     const outputs = tf.tidy(() => {
       const out = this.model.forward(inputs, false);
       return Object.fromEntries(this.tasks.map((t) => [t.name, tf.keep(out[t.output] as tf.Tensor)]));
@@ -657,7 +682,12 @@ export class JointTrainer {
         const pred = outputs[t.name] as tf.Tensor;
         const y = labels[t.name] as tf.Tensor;
         const mask = options.masks?.[t.name];
-        const loss = tf.tidy(() => t.loss(y, pred, mask).dataSync()[0] as number);
+        let loss: number;
+        try {
+          loss = tf.tidy(() => t.loss(y, pred, mask).dataSync()[0] as number);
+        } catch (err) {
+          throw taskError(t, err, y, pred);
+        }
         const entry: { loss: number } & Record<string, number> = { loss };
         if (t.metrics.length) {
           let yv = Array.from(y.dataSync());

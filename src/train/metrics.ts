@@ -1,6 +1,34 @@
 /** Metrics computed on whole data sets (after prediction), in plain numbers. */
 export type MetricName = "accuracy" | "mae" | "rmse" | "r2";
 
+/** Every metric by name. */
+export const metricNames: readonly MetricName[] = ["accuracy", "mae", "rmse", "r2"];
+
+/** Which metrics fit which built-in loss: accuracy scores classes, the others regression values. */
+const FITTING: Record<string, readonly MetricName[]> = {
+  mse: ["mae", "rmse", "r2"],
+  mae: ["mae", "rmse", "r2"],
+  huber: ["mae", "rmse", "r2"],
+  softmaxCrossEntropy: ["accuracy"],
+  binaryCrossEntropy: ["accuracy"],
+};
+
+/**
+ * Throws unless `metric` is a known metric that fits the task's loss (`lossName`, undefined for a
+ * custom loss: then any known metric is allowed). Accuracy on a regression task compared rounded
+ * arg-maxes of one column and reported nonsense such as 1.
+ */
+export function checkMetricFits(metric: unknown, task: string, lossName: string | undefined): asserts metric is MetricName {
+  if (!(metricNames as readonly unknown[]).includes(metric)) {
+    throw new Error(`Task "${task}": unknown metric ${JSON.stringify(metric)}; use one of ${metricNames.join(", ")}.`);
+  }
+  const fits = lossName === undefined ? undefined : FITTING[lossName];
+  if (fits && !fits.includes(metric as MetricName)) {
+    const kind = fits.includes("accuracy") ? "a classification" : "a regression";
+    throw new Error(`Task "${task}": the metric "${String(metric)}" does not fit its loss ${lossName} (${kind} task); use ${fits.join(", ")}.`);
+  }
+}
+
 /** Compute a metric from labels and predictions read back as arrays. `width` is the prediction row width. */
 export function computeMetric(name: MetricName, labels: ArrayLike<number>, predictions: ArrayLike<number>, width: number, task: string): number {
   const n = width > 0 ? predictions.length / width : 0;
