@@ -1,6 +1,4 @@
 import { createRequire } from "node:module";
-import { realpathSync } from "node:fs";
-import { dirname, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { renderSVG } from "./render.js";
 import { VEGA_LITE_MIME, type VegaLiteSpec } from "./spec.js";
@@ -18,29 +16,33 @@ type WriteDisplayData = (
   update: boolean,
 ) => void;
 
+/** The module tslab's kernel keeps its display writer in: `<somewhere>/tslab/dist/jupyter.js`. */
+const TSLAB_JUPYTER = /[\\/]tslab[\\/]dist[\\/]jupyter\.js$/;
+let tslabModuleFile: string | undefined;
+
 /**
  * tslab's public `display.raw` sends one MIME type per output; JupyterLab wants the spec as JSON while
  * nbconvert and GitHub need an SVG in the same output. So we reach the kernel's own display writer,
- * found in the module cache of the tslab that is running this kernel.
+ * found in the module cache of the tslab that is running this kernel. That module is looked for
+ * wherever it was loaded from (a project's tslab, a global one, a kernelspec that runs
+ * `node .../tslab/dist/main.js`), not only next to jointly: a library install need not have tslab.
+ * Its writer is set once the kernel executes its first cell, and a plain Node process never has it.
  */
 function kernelDisplayWriter(): WriteDisplayData | undefined {
-  const candidates: string[] = [];
-  const mainScript = process.argv[1];
-  if (mainScript) {
-    try {
-      candidates.push(join(dirname(realpathSync(mainScript)), "..", "dist", "jupyter.js"));
-    } catch {
-      // not a file: not running under tslab
+  const writerOf = (file: string) =>
+    (require.cache[file]?.exports as { lastWriteDisplayData?: WriteDisplayData | null } | undefined)?.lastWriteDisplayData ?? undefined;
+  const known = tslabModuleFile && writerOf(tslabModuleFile);
+  if (known) return known;
+  // tslab is CommonJS throughout (bin/tslab requires dist/main.js, which requires dist/jupyter.js),
+  // so a running kernel's module is always in require's cache.
+  for (const file of Object.keys(require.cache)) {
+    if (!TSLAB_JUPYTER.test(file)) continue;
+    const write = writerOf(file);
+    if (write) {
+      // The kernel's module stays loaded for the life of the process: remember where it is.
+      tslabModuleFile = file;
+      return write;
     }
-  }
-  try {
-    candidates.push(require.resolve("tslab/dist/jupyter.js"));
-  } catch {
-    // tslab not installed next to jointly
-  }
-  for (const file of candidates) {
-    const mod = require.cache[file]?.exports as { lastWriteDisplayData?: WriteDisplayData | null } | undefined;
-    if (mod?.lastWriteDisplayData) return mod.lastWriteDisplayData;
   }
   return undefined;
 }
@@ -65,8 +67,19 @@ export function displayBundle(bundle: DisplayBundle, displayId?: string, update 
   return true;
 }
 
+let svgRenders = 0;
+
+/**
+ * How many charts this process has rendered to SVG for display (by {@link chartBundle}, and so by
+ * `show` and live charts). For tests and diagnostics: a run outside a notebook should render none.
+ */
+export function chartRenderCount(): number {
+  return svgRenders;
+}
+
 /** Build the display bundle for a chart: the interactive spec, a static SVG, and a text fallback. */
 export async function chartBundle(spec: VegaLiteSpec): Promise<DisplayBundle> {
+  svgRenders++;
   const svg = await renderSVG(spec);
   return {
     data: {
@@ -79,12 +92,18 @@ export async function chartBundle(spec: VegaLiteSpec): Promise<DisplayBundle> {
 
 /**
  * Display a vega-lite chart in a tslab notebook. JupyterLab renders the spec interactively; the same
- * output carries an SVG rendered in Node, which nbconvert's HTML export and GitHub show.
+ * output carries an SVG rendered in Node, which nbconvert's HTML export and GitHub show. Outside a
+ * notebook kernel it prints `<chart: title>` and renders nothing.
  *
  * @example
  * await show(lossCurvesSpec(history));
  */
 export async function show(spec: VegaLiteSpec): Promise<void> {
+  // Outside a kernel only the text line is seen: skip the SVG render it would throw away.
+  if (!inNotebook()) {
+    console.log(`<chart: ${String(spec.title ?? "vega-lite")}>`);
+    return;
+  }
   displayBundle(await chartBundle(spec));
 }
 
@@ -98,7 +117,8 @@ export interface LiveChart {
 
 /**
  * Start a chart that updates in place (Jupyter `update_display_data`), ending in the final chart.
- * Outside a notebook it draws nothing until {@link LiveChart.close}, which prints a text line.
+ * Outside a notebook kernel nobody would see it: it renders nothing (an SVG render costs as much as
+ * a small training run), and {@link LiveChart.close} prints the chart's title as a text line.
  */
 export function liveChart(): LiveChart {
   const id = randomBytes(8).toString("hex");
@@ -106,11 +126,10 @@ export function liveChart(): LiveChart {
   let latest: VegaLiteSpec | undefined;
   let rendering: Promise<void> | undefined;
   const draw = async (spec: VegaLiteSpec) => {
+    if (!inNotebook()) return;
     const bundle = await chartBundle(spec);
-    if (inNotebook()) {
-      displayBundle(bundle, id, shown);
-      shown = true;
-    }
+    displayBundle(bundle, id, shown);
+    shown = true;
   };
   const pump = async (): Promise<void> => {
     while (latest) {
@@ -122,6 +141,7 @@ export function liveChart(): LiveChart {
   };
   return {
     update(spec) {
+      if (!inNotebook()) return Promise.resolve();
       latest = spec;
       if (!rendering) rendering = pump();
       return rendering;
@@ -129,8 +149,11 @@ export function liveChart(): LiveChart {
     async close(spec) {
       latest = undefined;
       if (rendering) await rendering;
-      const bundle = await chartBundle(spec);
-      displayBundle(bundle, inNotebook() ? id : undefined, shown);
+      if (!inNotebook()) {
+        console.log(`<chart: ${String(spec.title ?? "vega-lite")}>`);
+        return;
+      }
+      displayBundle(await chartBundle(spec), id, shown);
       shown = true;
     },
   };
