@@ -220,6 +220,28 @@ function isArrayData(v: unknown): v is ArrayData {
   return Array.isArray(v) || v instanceof Float32Array || v instanceof Int32Array || v instanceof Uint8Array;
 }
 
+const isList = (v: unknown): v is ArrayLike<unknown> => Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView));
+
+/** A nested array whose every level has one length (its first element's) and whose leaves are numbers. */
+function checkRectangular(value: unknown, where: string): void {
+  const shape: number[] = [];
+  for (let cur: unknown = value; isList(cur); cur = cur[0]) shape.push(cur.length);
+  const walk = (node: unknown, depth: number, path: string): void => {
+    if (depth === shape.length) {
+      if (typeof node !== "number") throw new Error(`fit: ${where}${path} is ${describe(node)}, not a number; plain-array data must hold numbers only.`);
+      return;
+    }
+    if (!isList(node) || node.length !== shape[depth]) {
+      const first = `${where}${"[0]".repeat(depth)}`;
+      throw new Error(`fit: ${where} is a ragged array: ${where}${path} ${isList(node) ? `has ${node.length} elements` : `is ${describe(node)}`} but ${first} has ${shape[depth]}; every row needs the same length. Give a rectangular array or a tf.Tensor.`);
+    }
+    // Typed arrays hold numbers by construction.
+    if (ArrayBuffer.isView(node) && depth === shape.length - 1) return;
+    for (let i = 0; i < node.length; i++) walk(node[i], depth + 1, `${path}[${i}]`);
+  };
+  walk(value, 0, "");
+}
+
 /**
  * One piece of data as a live tensor with at least one dimension: a tensor is checked (not disposed,
  * not of another tfjs copy), an array is converted (and the tensor kept in `owned` to be disposed).
@@ -232,6 +254,9 @@ function asTensor(value: unknown, where: string, owned: tf.Tensor[]): tf.Tensor 
     }
     t = value;
   } else if (isArrayData(value)) {
+    // tf.tensor takes the shape from the first elements and does not check the rest: a ragged array
+    // would become a wrong tensor (rows cut or run together), so check it here.
+    checkRectangular(value, where);
     try {
       t = tf.tensor(value as tf.TensorLike);
     } catch (err) {
