@@ -6,6 +6,7 @@
  * build/bench.md.
  *
  *   node --import tsx bench/run.ts [--only W1,W3] [--quick] [--no-torch] [--no-ensemble]
+ *   node --import tsx bench/run.ts --only consumer   W2's step in a consumer's install against the checkout (bench/consumer.ts)
  *
  * Each workload runs in its own child process (`--child W1`) so that its peak RSS and tensor counts
  * are its own, and the processes run one after another so they do not compete for the CPU; PyTorch's
@@ -365,7 +366,15 @@ function cpuModel(): string {
 const fmt = (x: number | undefined | null, digits = 1): string => (x === undefined || x === null || !Number.isFinite(x) ? "–" : x >= 100 ? x.toFixed(0) : x.toFixed(digits));
 
 async function parent(): Promise<void> {
-  const only = (option("--only")?.split(",") ?? WORKLOAD_IDS) as WorkloadId[];
+  // `--only consumer` (alone or in the list): the consumer-install step against the checkout's (bench/consumer.ts).
+  const picked = option("--only")?.split(",");
+  if (picked?.includes("consumer")) {
+    const rest = argv.filter((a, i) => a !== "--only" && argv[i - 1] !== "--only"); // --tarball, --project, --rounds, --steps
+    const r = spawnSync(process.execPath, ["--import", "tsx", join(HERE, "consumer.ts"), ...rest], { cwd: ROOT, stdio: "inherit" });
+    if (r.status !== 0) throw new Error(`bench/consumer.ts failed (exit ${r.status})`);
+    if (picked.length === 1) return;
+  }
+  const only = (picked?.filter((id) => id !== "consumer") ?? WORKLOAD_IDS) as WorkloadId[];
   for (const id of only) if (!WORKLOAD_IDS.includes(id)) throw new Error(`unknown workload ${id}; use ${WORKLOAD_IDS.join(", ")}`);
   const t0 = performance.now();
   const loadStart = os.loadavg();
