@@ -67,12 +67,18 @@ export function nativeSources() {
   };
 }
 
+/** Where Node's own headers may be: $JOINTLY_NODE_INCLUDE if set (e.g. for a Node installed without them), else <execPath>/../include/node and /usr/include/node. */
+function nodeIncludeCandidates() {
+  const env = process.env.JOINTLY_NODE_INCLUDE;
+  return env ? [env] : [resolve(dirname(process.execPath), "..", "include", "node"), "/usr/include/node"];
+}
+
 /**
- * The directory holding node_api.h: the running Node's own (<execPath>/../include/node), the
- * system's (/usr/include/node), else the node-api-headers package's; undefined when none exists.
+ * The directory holding node_api.h: the running Node's own (see {@link nodeIncludeCandidates}),
+ * else the node-api-headers package's; undefined when none exists.
  */
 export function nodeApiInclude() {
-  for (const dir of [resolve(dirname(process.execPath), "..", "include", "node"), "/usr/include/node"]) {
+  for (const dir of nodeIncludeCandidates()) {
     if (existsSync(join(dir, "node_api.h"))) return dir;
   }
   try {
@@ -85,7 +91,7 @@ export function nodeApiInclude() {
   return undefined;
 }
 
-const NO_HEADERS = `no Node-API headers (node_api.h in ${resolve(dirname(process.execPath), "..", "include", "node")}, /usr/include/node or the node-api-headers package)`;
+const noHeaders = () => `no Node-API headers (no node_api.h in ${nodeIncludeCandidates().join(", ")} or the node-api-headers package)`;
 
 /** @param {string} cmd */
 function compilerVersion(cmd) {
@@ -156,7 +162,7 @@ export function checkAddon(file) {
 export function buildNative(opts = {}) {
   const { cc, version } = compiler();
   const include = nodeApiInclude();
-  if (include === undefined) throw new Error(NO_HEADERS);
+  if (include === undefined) throw new Error(noHeaders());
   const { sources } = nativeSources();
   if (sources.length === 0) throw new Error(`no C sources in ${NATIVE_DIR}`);
   if (libraryPath(cc, "libopenblas.so") === undefined && libraryPath(cc, "libopenblas.a") === undefined) {
@@ -220,7 +226,7 @@ export function buildPrebuilt(opts = {}) {
   if (process.platform !== "linux" || process.arch !== "x64") throw new Error(`prebuilds are made on linux-x64 only, not ${process.platform}-${process.arch}`);
   const { cc, version } = compiler();
   const include = nodeApiInclude();
-  if (include === undefined) throw new Error(NO_HEADERS);
+  if (include === undefined) throw new Error(noHeaders());
   const { sources } = nativeSources();
   const blasArchive = staticOpenblas(cc);
   const blasOut = join(PREBUILD_DIR, PREBUILD_BLAS);

@@ -137,6 +137,11 @@ test("the install step: a prebuild that loads is taken; without one it builds fr
   // No node_modules at all here: the headers come from Node's own include/node.
   assert.match(install(src), /^jointly-tfjs: native kernels built from source in build\/native \(.* with OpenBLAS [\d.]+ .*; no prebuild for linux-x64\)$/);
   assert.match(checkAddon(join(src, "build", "native", "jointly_native.node")), /^OpenBLAS/);
+  // Neither Node's headers nor the node-api-headers package: one line saying so.
+  assert.equal(
+    install(shipped("no-headers", false), { JOINTLY_NODE_INCLUDE: "/nonexistent/include/node" }),
+    "jointly-tfjs: native kernels unavailable, the pure-wasm kernels will be used (no prebuild for linux-x64; cannot build from source: no Node-API headers (no node_api.h in /nonexistent/include/node or the node-api-headers package))",
+  );
 
   // A prebuild that does not load (here: a truncated file), no compiler: still exit 0, one line.
   const picked = prebuiltNativePath();
