@@ -37,11 +37,22 @@ export function installedWasmVersion(): string | undefined {
  */
 export function setWasmVersionForTesting(version: string | undefined | null): void {
   versionOverride = version === null ? undefined : { version };
+  problem = undefined;
 }
 
-/** Why jointly must not touch tfjs-wasm's internals here (an unsupported or missing version), or undefined when it may. */
+// The answer, once computed: cheap enough for a check per op.
+let problem: { text: string | undefined } | undefined;
+
+/**
+ * Why jointly must not touch tfjs-wasm's internals here (an unsupported or missing version), or
+ * undefined when it may. Anything that reads or writes the wasm heap checks this first.
+ */
 export function wasmInternalsProblem(): string | undefined {
-  const version = installedWasmVersion();
+  problem ??= { text: describeProblem(installedWasmVersion()) };
+  return problem.text;
+}
+
+function describeProblem(version: string | undefined): string | undefined {
   if (version !== undefined && SUPPORTED_WASM_VERSIONS.includes(version)) return undefined;
   const have = version === undefined ? "@tensorflow/tfjs-backend-wasm is not installed" : `@tensorflow/tfjs-backend-wasm ${version} is installed`;
   return `${have}, and jointly's wasm kernels work on the internals of ${SUPPORTED_WASM_VERSIONS.join(", ")} only (install @tensorflow/tfjs-backend-wasm@${SUPPORTED_WASM_VERSIONS[SUPPORTED_WASM_VERSIONS.length - 1]} for them)`;
