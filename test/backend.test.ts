@@ -169,11 +169,12 @@ test("with a tfjs-backend-wasm version other than the supported one, jointly ste
      import { initBackend, describeBackend } from "./src/backend/init.ts";
      import { nativeKernels } from "./src/backend/native.ts";
      import { setWasmVersionForTesting } from "./src/backend/wasm-internals.ts";
+     import { activeWasm } from "./src/optimizers/wasm-update.ts";
      setWasmVersionForTesting("4.21.0");
      const stock = (await import("@tensorflow/tfjs-backend-wasm"), tf.getKernel("BatchMatMul", "wasm").kernelFunc);
      const i = await initBackend({ report: false, backend: "wasm" });
      const sum = tf.tidy(() => tf.matMul(tf.ones([3, 4]), tf.ones([4, 2])).sum().arraySync());
-     console.log(JSON.stringify({ fast: i.fastPaths, line: describeBackend(i), reason: nativeKernels().reason, loaded: nativeKernels().kernels !== undefined, stock: tf.getKernel("BatchMatMul", "wasm").kernelFunc === stock, sum }));`,
+     console.log(JSON.stringify({ fast: i.fastPaths, line: describeBackend(i), reason: nativeKernels().reason, loaded: nativeKernels().kernels !== undefined, stock: tf.getKernel("BatchMatMul", "wasm").kernelFunc === stock, fusedOnHeap: activeWasm() !== undefined, sum }));`,
     { [BACKEND_ENV]: "" },
   );
   assert.equal(r.status, 0, r.stderr.slice(-1500));
@@ -185,6 +186,7 @@ test("with a tfjs-backend-wasm version other than the supported one, jointly ste
     reason: why,
     loaded: false,
     stock: true,
+    fusedOnHeap: false,
     sum: 24,
   });
   assert.ok(out.line.includes(`; jointly's wasm kernels and native kernels off: ${why})`), out.line);

@@ -26,7 +26,7 @@
  * which are stable in @tensorflow/tfjs-backend-wasm 4.x but not public API.
  */
 import * as tf from "@tensorflow/tfjs";
-import type { WasmBackend } from "../backend/wasm-internals.js";
+import { wasmInternalsProblem, type WasmBackend } from "../backend/wasm-internals.js";
 
 /** A named tensor as optimizers take and return them (tfjs-core's `NamedTensor`, not re-exported by tfjs). */
 export type NamedTensor = { name: string; tensor: tf.Tensor };
@@ -44,9 +44,12 @@ export function heapF32(b: WasmBackend): Float32Array {
   return view;
 }
 
-/** The active backend if it is wasm with the internals this module relies on; otherwise undefined. */
+/**
+ * The active backend if it is wasm with the internals this module relies on; otherwise undefined
+ * (also for a tfjs-backend-wasm version whose internals jointly does not support: the stock composite then).
+ */
 export function activeWasm(): WasmBackend | undefined {
-  if (tf.getBackend() !== "wasm") return undefined;
+  if (tf.getBackend() !== "wasm" || wasmInternalsProblem() !== undefined) return undefined;
   const b = tf.backend() as unknown as Partial<WasmBackend>;
   if (b.wasm?.HEAPU8 === undefined || b.wasm.tfjs === undefined || b.dataIdMap === undefined || typeof b.makeOutput !== "function") return undefined;
   return b as WasmBackend;
