@@ -10,7 +10,9 @@
 // each consumer here allows jointly-tfjs, as the README tells users to.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, type ExecFileSyncOptions } from "node:child_process";
+import { execFileSync, spawn, type ExecFileSyncOptions } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createServer, type Server } from "node:http";
 import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -146,17 +148,112 @@ function checkConsumer(dir: string, label: string): string[] {
   return reports.map((r) => `${r.kind}: ${r.native ? `native ${r.nativeSource}` : `no native (${r.nativeReason})`}, loss ${r.first.toFixed(3)} -> ${r.last.toFixed(3)}`);
 }
 
+let packedTarball: string | undefined;
+/** npm pack of the checkout (prepack: dist/ and the prebuilt addon) into a temporary folder, once per run of this file. */
+function packOnce(): string {
+  if (packedTarball !== undefined) return packedTarball;
+  const packDir = mkdtempSync(join(tmpdir(), "jointly-pack-"));
+  process.on("exit", () => rmSync(packDir, { recursive: true, force: true }));
+  run("npm", ["pack", "--pack-destination", packDir, "--silent"], REPO);
+  const tarball = join(packDir, `${OWN.name}-${OWN.version}.tgz`);
+  assert.ok(existsSync(tarball), `npm pack wrote ${readdirSync(packDir).join(", ")}`);
+  packedTarball = tarball;
+  return tarball;
+}
+
+/** `cmd args` in `cwd` without blocking the event loop (the local registry answers in this process); rejects with its output on failure. */
+function runAsync(file: string, args: string[], cwd: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { cwd, env: consumerEnv(), stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolve(out) : reject(new Error(`${file} ${args.join(" ")} (in ${cwd}) exited ${code}:\n${out.slice(-4000)}`))));
+  });
+}
+
+/**
+ * A registry on loopback that serves jointly-tfjs's packument and the packed tarball, and passes every
+ * other request to the configured upstream registry: the registry form of the install, without publishing.
+ */
+async function startRegistry(tarball: string, manifest: Record<string, unknown>, upstream: string): Promise<{ url: string; server: Server; served: string[] }> {
+  const data = readFileSync(tarball);
+  const integrity = `sha512-${createHash("sha512").update(data).digest("base64")}`;
+  const shasum = createHash("sha1").update(data).digest("hex");
+  const name = String(manifest.name);
+  const version = String(manifest.version);
+  const served: string[] = [];
+  let base = "";
+  const server = createServer((req, res) => {
+    const path = req.url ?? "/";
+    if (path === `/${name}`) {
+      served.push("packument");
+      const packument = { name, "dist-tags": { latest: version }, versions: { [version]: { ...manifest, _id: `${name}@${version}`, dist: { tarball: `${base}/${name}/-/${name}-${version}.tgz`, integrity, shasum } } } };
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify(packument));
+      return;
+    }
+    if (path === `/${name}/-/${name}-${version}.tgz`) {
+      served.push("tarball");
+      res.writeHead(200, { "content-type": "application/octet-stream", "content-length": data.length });
+      res.end(data);
+      return;
+    }
+    const accept = req.headers.accept;
+    fetch(new URL(path.replace(/^\//, ""), upstream), { headers: accept ? { accept } : {} })
+      .then(async (r) => {
+        // fetch has decoded the body: send it without the upstream's encoding and length headers.
+        const body = Buffer.from(await r.arrayBuffer());
+        res.writeHead(r.status, { "content-type": r.headers.get("content-type") ?? "application/json", "content-length": body.length });
+        res.end(body);
+      })
+      .catch((e: unknown) => {
+        res.writeHead(502, { "content-type": "text/plain" });
+        res.end(`upstream ${upstream} failed for ${path}: ${String(e)}`);
+      });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  if (address === null || typeof address === "string") throw new Error(`registry server address: ${JSON.stringify(address)}`);
+  base = `http://127.0.0.1:${address.port}`;
+  return { url: `${base}/`, server, served };
+}
+
+test("registry install: jointly-tfjs by name from a local registry (upstream for everything else)", { timeout: 600_000 }, async (t) => {
+  const root = mkdtempSync(join(tmpdir(), "jointly-registry-"));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const tarball = packOnce();
+  const manifest = JSON.parse(run("tar", ["-xzOf", tarball, "package/package.json"], root)) as Record<string, unknown>;
+  const upstream = execFileSync("npm", ["config", "get", "registry"], { cwd: root, env: consumerEnv(), encoding: "utf8" }).trim().replace(/\/?$/, "/");
+  const registry = await startRegistry(tarball, manifest, upstream);
+  t.after(() => new Promise<void>((resolve) => registry.server.close(() => resolve())));
+
+  const project = join(root, "registry");
+  makeProject(project, OWN.version, DEV_TOOLS);
+  // allowScripts for a registry package is its bare name (matched against the resolved tarball URL).
+  const pkg = JSON.parse(readFileSync(join(project, "package.json"), "utf8")) as { allowScripts: Record<string, boolean> };
+  pkg.allowScripts = { [OWN.name]: true };
+  writeFileSync(join(project, "package.json"), JSON.stringify(pkg, null, 2));
+  writeFileSync(join(project, ".npmrc"), `registry=${registry.url}\n`);
+  await runAsync("npm", ["install", ...NPM_FLAGS], project);
+  // The tarball itself may come from npm's cache (same integrity as the other tests' installs).
+  assert.ok(registry.served.includes("packument"), `served: ${registry.served.join(", ")}`);
+  const lock = JSON.parse(readFileSync(join(project, "package-lock.json"), "utf8")) as { packages: Record<string, { resolved?: string; version?: string }> };
+  const entry = lock.packages[`node_modules/${OWN.name}`];
+  assert.equal(entry?.version, OWN.version);
+  // npm here omits registry URLs from lockfiles (omit-lockfile-registry-resolved); where it records one, it is ours.
+  if (entry?.resolved !== undefined) assert.equal(entry.resolved, `${registry.url}${OWN.name}/-/${OWN.name}-${OWN.version}.tgz`);
+  t.diagnostic(JSON.stringify(checkConsumer(project, "registry")));
+});
+
 test("consumer installs: packed tarball, git URL, folder (--install-links); ESM/CJS/TS scripts train, type-check, native kernels", { timeout: 900_000 }, (t) => {
   const root = mkdtempSync(join(tmpdir(), "jointly-consumer-"));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const summary: Record<string, unknown> = {};
 
   // (a) npm pack (prepack: dist/ and the prebuilt addon), then a plain library install of the tarball.
-  const packDir = join(root, "pack");
-  mkdirSync(packDir);
-  run("npm", ["pack", "--pack-destination", packDir, "--silent"], REPO, { env: { ...consumerEnv() } });
-  const tarball = join(packDir, `${OWN.name}-${OWN.version}.tgz`);
-  assert.ok(existsSync(tarball), `npm pack wrote ${readdirSync(packDir).join(", ")}`);
+  const tarball = packOnce();
   const files = run("tar", ["-tzf", tarball], root).split("\n").filter(Boolean);
   assert.ok(files.includes("package/dist/index.js") && files.includes("package/src/index.ts") && files.includes("package/native/jointly_native.h"), "dist, src and native shipped");
   assert.deepEqual(files.filter((f) => /^package\/(test|notebooks|bench|build|scratch)\/|\.ipynb$|\.tsbuildinfo$/.test(f)), [], "no tests, notebooks or build output");
