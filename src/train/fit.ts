@@ -594,7 +594,8 @@ async function train_(
     const message = (err as Error)?.message ?? String(err);
     const kept = completed ? `the history of the ${completed} completed epoch${completed > 1 ? "s" : ""} is in error.history` : "no epoch completed";
     const restoredNote = restored ? `; the weights of epoch ${bestEpoch} (best ${monitor.name} ${formatNumber(best)}) were restored` : "";
-    progress.close(`stopped in epoch ${epoch}/${options.epochs}: ${message}`);
+    // End a half-drawn live line; the message itself travels with the error (printed once, by whoever catches it).
+    progress.close();
     throw new FitError(`fit stopped in epoch ${epoch} of ${options.epochs}: ${message} (${kept}${restoredNote}.)`, {
       history: historyTable(rows),
       epochs: completed,
