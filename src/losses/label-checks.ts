@@ -43,6 +43,11 @@ function remember(labels: tf.Tensor, key: string, mask: tf.Tensor | undefined, f
   checkedLabels.set(labels, { dataId: dataIdOf(labels), key, ...(mask ? { maskDataId: dataIdOf(mask) } : {}), ...(fill ? { fill } : {}) });
 }
 
+/** A label value as the user wrote it: float32 rounding undone (-0.1, not -0.10000000149011612). */
+function shown(x: number, t: tf.Tensor): string {
+  return t.dtype === "float32" ? String(Number(x.toPrecision(7))) : String(x);
+}
+
 /** The mask's values read back (each row's flag), or undefined without a mask. */
 function maskValues(mask: tf.Tensor | undefined): ArrayLike<number> | undefined {
   return mask ? (mask.dataSync() as ArrayLike<number>) : undefined;
@@ -55,16 +60,18 @@ export function checkNotEmpty(rows: number, loss: string, shape: readonly number
 
 /**
  * Mask values must be 0 (no label for this row) or 1 (labelled). Anything else (2, 0.5, -1) would
- * silently reweight rows. `owner` names the mask in the message, e.g. `mask of task "a"`.
+ * silently reweight rows. `owner` names the mask in the message, e.g. `mask for task "a"`, and
+ * `where`, when given, what reads it (a loss's name).
  */
-export function checkMaskValues(mask: tf.Tensor, owner: string): void {
-  if (mask.isDisposed) throw new Error(`The ${owner} is a disposed tensor; pass a live tensor (one not yet disposed).`);
+export function checkMaskValues(mask: tf.Tensor, owner: string, where?: string): void {
+  const The = where ? `${where}: the` : "The";
+  if (mask.isDisposed) throw new Error(`${The} ${owner} is a disposed tensor; pass a live tensor (one not yet disposed).`);
   if (checkedMasks.get(mask) === dataIdOf(mask)) return;
   const m = mask.dataSync() as ArrayLike<number>;
   for (let i = 0; i < m.length; i++) {
     const v = m[i] as number;
     if (v !== 0 && v !== 1) {
-      throw new Error(`The ${owner} has the value ${v} at row ${i}; a mask holds 1 (this row has a label) or 0 (missing label) only.`);
+      throw new Error(`${The} ${owner} has the value ${shown(v, mask)} at row ${i}; a mask holds 1 (this row has a label) or 0 (missing label) only.`);
     }
   }
   checkedMasks.set(mask, dataIdOf(mask));
@@ -93,7 +100,7 @@ export function checkClassIds(ids: tf.Tensor, classes: number, mask: tf.Tensor |
     if (Number.isNaN(x)) continue;
     if (bad) {
       throw new Error(
-        `${loss}: the label of row ${i} is ${x}, which is not a class id for ${classes} classes (logits of shape [${logitsShape}]); ` +
+        `${loss}: the label of row ${i} is ${shown(x, ids)}, which is not a class id for ${classes} classes (logits of shape [${logitsShape}]); ` +
           `class ids are integers from 0 to ${classes - 1}${mask ? "" : ", or give a mask with 0 on rows without a label"}.`,
       );
     }
@@ -122,12 +129,12 @@ export function checkDistributions(labels: tf.Tensor, mask: tf.Tensor | undefine
       if (Number.isNaN(x)) nan = true;
       // A tiny negative from rounding (1 - 0.9 - 0.1) is not a mistake; -0.5 is.
       if (x < -1e-6) {
-        throw new Error(`${loss}: label row ${i} has ${x} in column ${j}; probability labels must be >= 0 with each row summing to 1 (or give class ids of shape [${rows}]).`);
+        throw new Error(`${loss}: label row ${i} has ${shown(x, labels)} in column ${j}; probability labels must be >= 0 with each row summing to 1 (or give class ids of shape [${rows}]).`);
       }
       sum += x;
     }
     if (!nan && Math.abs(sum - 1) > DISTRIBUTION_TOLERANCE) {
-      throw new Error(`${loss}: label row ${i} sums to ${sum}, not 1 (tolerance ${DISTRIBUTION_TOLERANCE}); probability labels must be distributions: normalise each row, or give class ids of shape [${rows}].`);
+      throw new Error(`${loss}: label row ${i} sums to ${Number(sum.toPrecision(7))}, not 1 (tolerance ${DISTRIBUTION_TOLERANCE}); probability labels must be distributions: normalise each row, or give class ids of shape [${rows}].`);
     }
   }
   remember(labels, key, mask);
@@ -146,7 +153,7 @@ export function checkUnitInterval(labels: tf.Tensor, mask: tf.Tensor | undefined
     if (m && m[i] === 0) continue;
     const x = v[k] as number;
     if (x < 0 || x > 1) {
-      throw new Error(`${loss}: the label of row ${i} is ${x}; binary cross-entropy labels are probabilities in [0, 1] (0 or 1 for hard labels); rescale them, or use mse for other targets.`);
+      throw new Error(`${loss}: the label of row ${i} is ${shown(x, labels)}; binary cross-entropy labels are probabilities in [0, 1] (0 or 1 for hard labels); rescale them, or use mse for other targets.`);
     }
   }
   remember(labels, key, mask);

@@ -30,7 +30,7 @@ function checkRows(labels: tf.Tensor, predictions: tf.Tensor, loss: string, mask
     if (mask.size !== predictions.shape[0]) {
       throw new Error(`${loss}: the mask has ${mask.size} entries (shape [${mask.shape}]) but the batch has ${predictions.shape[0]} rows; give one 0/1 entry per row.`);
     }
-    checkMaskValues(mask, `${loss} mask`);
+    checkMaskValues(mask, "mask", loss);
   }
 }
 

@@ -4,8 +4,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { randomBytes } from "node:crypto";
-import { promises as fsp } from "node:fs";
-import { join } from "node:path";
+import { constants as fsConstants, promises as fsp } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 
 /** File names inside a model folder. */
 export const MODEL_JSON = "model.json";
@@ -28,6 +28,45 @@ async function writeDurable(path: string, data: Uint8Array | string): Promise<vo
   } finally {
     await handle.close();
   }
+}
+
+/** The nearest part of `path` (itself or an ancestor) that exists, with whether it is a folder. */
+async function nearestExisting(path: string): Promise<{ path: string; isDir: boolean }> {
+  let p = resolve(path);
+  for (;;) {
+    try {
+      const st = await fsp.stat(p);
+      return { path: p, isDir: st.isDirectory() };
+    } catch {
+      const up = dirname(p);
+      if (up === p) return { path: p, isDir: true };
+      p = up;
+    }
+  }
+}
+
+/**
+ * Why a model cannot be written under `dir`, in words: a folder that is not writable or on a
+ * read-only file system, or a file standing where a folder should be, named; else the system's
+ * message. (Node's own message names only the operation, e.g. `EACCES: permission denied, mkdir
+ * '/data/new'`, or ENOENT for a path under a read-only mount.)
+ */
+async function writeFailure(dir: string, err: unknown): Promise<string> {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  const raw = (err as Error)?.message ?? String(err);
+  const at = await nearestExisting(dir);
+  if (!at.isDir) return `${at.path} is a file, not a folder (${raw}); choose another output folder, or move the file away.`;
+  let access: string | undefined;
+  try {
+    await fsp.access(at.path, fsConstants.W_OK);
+  } catch (e) {
+    access = (e as NodeJS.ErrnoException).code;
+  }
+  if (code === "EROFS" || access === "EROFS") return `the folder ${at.path} is on a read-only file system (${raw}); choose an output folder on a writable disk.`;
+  if (code === "EACCES" || code === "EPERM" || access !== undefined) {
+    return `the folder ${at.path} is not writable by this process (${raw}); choose a folder you can write to, or change its permissions.`;
+  }
+  return raw;
 }
 
 const NODE_FILE_OPS: FileOps = { writeFile: writeDurable, rename: (a, b) => fsp.rename(a, b) };
@@ -74,7 +113,11 @@ export function fileSystemIO(dir: string, options: { fileOps?: Partial<FileOps> 
         ...(artifacts.signature ? { signature: artifacts.signature } : {}),
         ...(artifacts.userDefinedMetadata ? { userDefinedMetadata: artifacts.userDefinedMetadata } : {}),
       };
-      await fsp.mkdir(dir, { recursive: true });
+      try {
+        await fsp.mkdir(dir, { recursive: true });
+      } catch (err) {
+        throw new Error(`fileSystemIO: cannot save the model to ${dir}: ${await writeFailure(dir, err)}`, { cause: err });
+      }
       // One suffix per save: two concurrent saves into one folder never share a temporary file.
       const tag = `.tmp-${process.pid}-${randomBytes(4).toString("hex")}`;
       const tmpWeights = join(dir, WEIGHTS_BIN + tag);
@@ -86,8 +129,8 @@ export function fileSystemIO(dir: string, options: { fileOps?: Partial<FileOps> 
         await ops.rename(tmpWeights, join(dir, WEIGHTS_BIN));
         await ops.rename(tmpJSON, join(dir, MODEL_JSON));
       } catch (err) {
-        await Promise.all([fsp.rm(tmpWeights, { force: true }), fsp.rm(tmpJSON, { force: true })]);
-        throw new Error(`fileSystemIO: saving the model to ${dir} failed, nothing was published: ${(err as Error).message}`);
+        await Promise.all([fsp.rm(tmpWeights, { force: true }), fsp.rm(tmpJSON, { force: true })]).catch(() => {});
+        throw new Error(`fileSystemIO: saving the model to ${dir} failed, nothing was published: ${await writeFailure(dir, err)}`, { cause: err });
       }
       return {
         modelArtifactsInfo: {
