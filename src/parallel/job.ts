@@ -256,6 +256,8 @@ export async function runTrainingJob(
       batchSize: spec.hyper.batchSize,
       seed: spec.seed,
       live: false,
+      // A job reports its epochs through onProgress (the pool's or the queue's); no lines of its own.
+      verbose: 0,
       onEpochEnd: (epoch, rows) => {
         onProgress?.(epoch, rows.find((r) => r.split === "train")?.loss ?? NaN);
       },

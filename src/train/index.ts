@@ -2,7 +2,10 @@ export {
   JointTrainer, type JointTrainerOptions, type StepResult, type Evaluation,
   type WeightingSpec, type AggregatorSpec, type AggregatorObject, type AggregatorFunction,
 } from "./joint-trainer.js";
-export { fit, historyTable, type FitOptions, type FitResult, type HistoryRow, type StepRow } from "./fit.js";
+export {
+  fit, historyTable, FitError,
+  type FitOptions, type FitResult, type HistoryRow, type StepRow, type EarlyStoppingOptions, type Verbosity, type FitInputs, type FitLabels, type ArrayData,
+} from "./fit.js";
 export {
   taskGradients, representationGradients, perTaskVariableGrads, gradientMatrix, gradientAtRepresentation, unflatten, matrixRows, resolveShared,
   type SharedSelector, type GradientMode, type PerTaskGrads, type RepresentationPass,
