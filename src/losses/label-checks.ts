@@ -100,7 +100,7 @@ export function checkClassIds(ids: tf.Tensor, classes: number, mask: tf.Tensor |
     if (Number.isNaN(x)) continue;
     if (bad) {
       throw new Error(
-        `${loss}: the label of row ${i} is ${shown(x, ids)}, which is not a class id for ${classes} classes (logits of shape [${logitsShape}]); ` +
+        `${loss}: label ${shown(x, ids)} of row ${i} is not a class id in [0, ${classes - 1}] (logits of shape [${logitsShape}]); with ${classes} classes, ` +
           `class ids are integers from 0 to ${classes - 1}${mask ? "" : ", or give a mask with 0 on rows without a label"}.`,
       );
     }

@@ -28,7 +28,7 @@ function checkRows(labels: tf.Tensor, predictions: tf.Tensor, loss: string, mask
   if (mask) {
     if (mask.isDisposed) throw new Error(`${loss}: the mask is a disposed tensor; pass a live tensor (one not yet disposed).`);
     if (mask.size !== predictions.shape[0]) {
-      throw new Error(`${loss}: the mask has ${mask.size} entries (shape [${mask.shape}]) but the batch has ${predictions.shape[0]} rows; give one 0/1 entry per row.`);
+      throw new Error(`${loss}: the mask has ${mask.size} entries but the batch has ${predictions.shape[0]} rows (mask of shape [${mask.shape}]); give one 0/1 entry per row.`);
     }
     checkMaskValues(mask, "mask", loss);
   }

@@ -223,7 +223,7 @@ export class AlternatingTrainer<B> {
       if (t.optimizer === undefined || t.optimizer === null) {
         throw new Error(`${what}: turn "${t.name}" has no optimizer; give each turn its own, e.g. { name: "${t.name}", variables, loss, optimizer: tf.train.adam(1e-3) }.`);
       }
-      if (typeof t.optimizer !== "object" || !(t.optimizer instanceof tf.Optimizer)) throw new Error(`${what}: turn "${t.name}" needs a tf.Optimizer (e.g. tf.train.adam(1e-3)), but got ${String(t.optimizer)}.`);
+      if (typeof t.optimizer !== "object" || !(t.optimizer instanceof tf.Optimizer)) throw new Error(`${what}: turn "${t.name}" needs a tf.Optimizer, but got ${String(t.optimizer)}; e.g. tf.train.adam(1e-3).`);
       const other = optimizers.get(t.optimizer);
       if (other) throw new Error(`${what}: turns "${other}" and "${t.name}" use the same optimizer object; give each turn its own.`);
       optimizers.set(t.optimizer, t.name);
@@ -326,7 +326,7 @@ export class JointObjectiveTrainer<B> {
     if (opt === undefined || opt === null) {
       throw new Error(`${what}: no optimizer given; pass one in the options, e.g. new JointObjectiveTrainer({ forward, parts, optimizer: tf.train.adam(1e-3) }).`);
     }
-    if (typeof opt !== "object" || (!(opt instanceof tf.Optimizer) && !(opt instanceof OptimizerGroups))) throw new Error(`${what}: optimizer must be a tf.Optimizer (e.g. tf.train.adam(1e-3)) or optimizerGroups(...), but got ${String(opt)}.`);
+    if (typeof opt !== "object" || (!(opt instanceof tf.Optimizer) && !(opt instanceof OptimizerGroups))) throw new Error(`${what}: optimizer must be a tf.Optimizer or optimizerGroups(...), but got ${String(opt)}; e.g. tf.train.adam(1e-3).`);
     this.groups = (opt instanceof OptimizerGroups ? opt : new OptimizerGroups({ all: { variables: this.vars, optimizer: opt } })).bind(this.vars);
     this.forward = options.forward;
     this.parts = options.parts;

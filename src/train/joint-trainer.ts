@@ -147,7 +147,7 @@ export class JointTrainer {
     if (this.vars.length === 0) throw new Error("JointTrainer: the variable set is empty; there is nothing to train.");
     const opt = options.optimizer;
     if (typeof opt !== "object" || (!(opt instanceof tf.Optimizer) && !(opt instanceof OptimizerGroups))) {
-      throw new Error(`JointTrainer: optimizer must be a tf.Optimizer (e.g. tf.train.adam(1e-3)) or optimizerGroups(...), but got ${String(opt)}.`);
+      throw new Error(`JointTrainer: optimizer must be a tf.Optimizer or optimizerGroups(...), but got ${String(opt)}; e.g. tf.train.adam(1e-3).`);
     }
     this.groups = (opt instanceof OptimizerGroups ? opt : new OptimizerGroups({ all: { variables: this.vars, optimizer: opt } })).bind(this.vars);
     if (options.penalty !== undefined && typeof options.penalty !== "function") {
