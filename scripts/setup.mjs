@@ -9,32 +9,40 @@
  *
  *   node scripts/setup.mjs               what the cookbook and `npm run lab` need
  *   node scripts/setup.mjs --for-tests   also what the tests need (Chromium for the report check)
+ *   node scripts/setup.mjs --for-bench   also what the bench needs (PyTorch for its torch columns);
+ *                                        implied when npm runs it for `npm run bench`
+ *   --deps-only                          only the Node dependencies (used by the tests)
  *   --json                               print a JSON summary of what was done (used by the tests)
+ *
+ * Node dependencies come from `npm ci`, which installs package-lock.json as it is and never rewrites
+ * it; `npm install` (which may) runs only when there is no lock or it does not match package.json,
+ * and the set-up says so.
  *
  * Environment: JOINTLY_PYTHON picks the Python that has (or gets) Jupyter;
  * JOINTLY_CHROMIUM the Chromium binary for the browser tests.
  */
 import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildNative } from "./build-native.mjs";
+import { APT, ciFailedOnSync, dependencyPlan, setupPurpose, setupSteps } from "./lib/setup-plan.mjs";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /** Project-local Jupyter data folder; point JUPYTER_PATH at it. */
 export const JUPYTER_DATA = join(ROOT, ".jupyter", "share", "jupyter");
 export const SETUP_FILE = join(ROOT, "build", "setup.json");
 
-const NATIVE_APT = ["gcc", "libc6-dev", "libopenblas-dev"];
-const APT_JUPYTER = ["jupyter-nbconvert", "jupyter-notebook", "python3-ipykernel", "python3-nbclient", "jupyter-client"];
+const NATIVE_APT = APT.native;
+const APT_JUPYTER = APT.jupyter;
 const PIP_JUPYTER = ["nbconvert", "nbclient", "jupyter_client", "ipykernel", "notebook"];
 // What the cookbook and the kernel install need from Python; IPython is used by tslab's installer.
 const PY_MODULES = ["nbconvert", "nbclient", "jupyter_client", "IPython", "nbformat"];
 
-const args = new Set(process.argv.slice(2));
-const forTests = args.has("--for-tests");
-const asJSON = args.has("--json");
+const purpose = setupPurpose(process.argv.slice(2), process.env);
+const { forTests, json: asJSON } = purpose;
+/** The steps this set-up runs (scripts/lib/setup-plan.mjs decides, so the tests can check it). */
+const planned = new Set(setupSteps(purpose).map((s) => s.step));
 
 /** @type {{step: string, action: "ok" | "installed" | "updated", detail: string, ms: number}[]} */
 const steps = [];
@@ -73,6 +81,7 @@ function has(cmd) {
  * @param {() => {action: "ok" | "installed" | "updated", detail: string}} fn
  */
 function step(name, fn) {
+  if (!planned.has(name)) return;
   const t0 = Date.now();
   try {
     const { action, detail } = fn();
@@ -102,22 +111,40 @@ function aptInstall(packages) {
   });
 }
 
-function hashFiles(/** @type {string[]} */ files) {
-  const h = createHash("sha256");
-  for (const f of files) h.update(existsSync(f) ? readFileSync(f) : "");
-  return h.digest("hex");
+/** @param {string} file */
+function readJson(file) {
+  try {
+    return JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    return undefined;
+  }
 }
 
-// 1. Node dependencies: reinstalled only when package.json or the lock file changed.
+// 1. Node dependencies: installed when node_modules does not hold what package-lock.json says, with
+//    `npm ci` so that the lock is never rewritten (a fresh clone stays clean); `npm install` only for a
+//    missing lock or one that does not match package.json.
 step("node dependencies", () => {
-  const stamp = join(ROOT, "node_modules", ".jointly-stamp");
-  const inputs = [join(ROOT, "package.json"), join(ROOT, "package-lock.json")];
-  if (existsSync(stamp) && readFileSync(stamp, "utf8") === hashFiles(inputs) && existsSync(join(ROOT, "node_modules", ".bin", "tslab"))) {
-    return { action: "ok", detail: "up to date" };
+  const lock = readJson(join(ROOT, "package-lock.json"));
+  const plan = dependencyPlan({
+    lock,
+    pkg: readJson(join(ROOT, "package.json")),
+    installed: readJson(join(ROOT, "node_modules", ".package-lock.json")),
+    toolsPresent: ["tslab", "tsx", "tsc"].every((b) => existsSync(join(ROOT, "node_modules", ".bin", b))),
+  });
+  if (plan.action === "ok") return { action: "ok", detail: "up to date (node_modules matches package-lock.json)" };
+  if (plan.action === "ci") {
+    const r = spawnSync("npm", ["ci", "--no-audit", "--no-fund"], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
+    if (r.error) throw new Error(`Could not run npm: ${r.error.message}`);
+    if (r.status === 0) return { action: "installed", detail: `npm ci (${plan.reason})` };
+    const out = `${r.stdout ?? ""}${r.stderr ?? ""}`;
+    if (!ciFailedOnSync(out)) throw new Error(`npm ci failed with exit code ${r.status}:\n${out.trim().split("\n").slice(-15).join("\n")}`);
+    log("! npm ci refused package-lock.json (out of sync with package.json): falling back to npm install, which updates the lock.");
+    run("npm", ["install", "--no-audit", "--no-fund"], { quiet: true });
+    return { action: "installed", detail: "npm install after npm ci refused the lock (out of sync with package.json): package-lock.json was updated" };
   }
+  log(`! ${plan.reason}`);
   run("npm", ["install", "--no-audit", "--no-fund"], { quiet: true });
-  writeFileSync(stamp, hashFiles(inputs));
-  return { action: "installed", detail: "npm install" };
+  return { action: "installed", detail: `npm install: ${plan.reason}` };
 });
 
 // 2. `import ... from "jointly-tfjs"` in notebooks: node_modules/jointly-tfjs points at this package.
@@ -234,7 +261,7 @@ step("tslab kernel", () => {
 step("redis", () => {
   if (has("redis-server")) return { action: "ok", detail: "redis-server is on the PATH" };
   if (isRoot && has("apt-get")) {
-    aptInstall(["redis-server"]);
+    aptInstall(APT.redis);
     if (has("redis-server")) return { action: "installed", detail: "apt-get install redis-server" };
   }
   throw new Error("The job-queue notebook and tests need a Redis server: install Debian's 'redis-server' package (or Redis 6.2+ by any means) so that redis-server is on the PATH.");
@@ -247,7 +274,7 @@ step("fashion-mnist", () => {
   const present = () => existsSync(join(dir, "train-images-idx3-ubyte.gz")) || existsSync(join(dir, "train-images-idx3-ubyte"));
   if (present()) return { action: "ok", detail: dir };
   if (isRoot && has("apt-get") && !process.env.JOINTLY_FASHION_MNIST_DIR) {
-    aptInstall(["dataset-fashion-mnist"]);
+    aptInstall(APT["fashion-mnist"]);
     if (present()) return { action: "installed", detail: "apt-get install dataset-fashion-mnist" };
   }
   const advice = "install Debian's 'dataset-fashion-mnist' package, or set JOINTLY_FASHION_MNIST_DIR to a folder with the Fashion-MNIST idx files";
@@ -256,21 +283,40 @@ step("fashion-mnist", () => {
   return { action: "ok", detail: "skipped (no Fashion-MNIST)" };
 });
 
-// 8. For the tests: a Chromium to open the HTML report in.
+// 8. For the bench (`npm run bench`, or --for-bench): PyTorch, the peer its torch columns compare with.
+//    Without it the bench still runs and skips those columns, so this is no error.
+step("pytorch", () => {
+  const candidates = [process.env.JOINTLY_PYTHON, "/usr/bin/python3", "python3"].filter((p) => !!p);
+  const withTorch = () => candidates.find((p) => spawnSync(/** @type {string} */ (p), ["-c", "import torch"], { stdio: "ignore", timeout: 120_000 }).status === 0);
+  let found = withTorch();
+  if (found) return { action: "ok", detail: `${found} has torch` };
+  if (isRoot && has("apt-get")) {
+    aptInstall(APT.pytorch);
+    found = withTorch();
+    if (found) return { action: "installed", detail: `apt-get install ${APT.pytorch.join(" ")}` };
+  }
+  log(`! PyTorch not found (tried ${candidates.join(", ")}): the bench skips its PyTorch columns. To get them: apt-get install ${APT.pytorch.join(" ")}, or pip install torch and set JOINTLY_PYTHON to that Python.`);
+  return { action: "ok", detail: "skipped (no PyTorch: the bench's torch columns are skipped)" };
+});
+
+// 9. For the tests: a Chromium to open the HTML report in.
 if (forTests) {
   step("chromium", () => {
     const candidates = [process.env.JOINTLY_CHROMIUM, "/usr/bin/chromium", "/usr/bin/chromium-browser"].filter(Boolean);
     const found = candidates.find((c) => existsSync(/** @type {string} */ (c)));
     if (found) return { action: "ok", detail: /** @type {string} */ (found) };
     if (isRoot && has("apt-get")) {
-      aptInstall(["chromium"]);
+      aptInstall(APT.chromium);
       if (existsSync("/usr/bin/chromium")) return { action: "installed", detail: "apt-get install chromium" };
     }
     throw new Error("The report test needs Chromium: install Debian's 'chromium' package, or set JOINTLY_CHROMIUM to a Chromium binary.");
   });
 }
 
-mkdirSync(dirname(SETUP_FILE), { recursive: true });
 const summary = { ok: true, python, jupyterPath: JUPYTER_DATA, kernel: "tslab", steps };
-writeFileSync(SETUP_FILE, JSON.stringify(summary, null, 2));
+// A partial set-up found no Python: it must not overwrite what the last full one recorded.
+if (!purpose.depsOnly) {
+  mkdirSync(dirname(SETUP_FILE), { recursive: true });
+  writeFileSync(SETUP_FILE, JSON.stringify(summary, null, 2));
+}
 if (asJSON) console.log(JSON.stringify(summary));
