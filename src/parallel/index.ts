@@ -6,6 +6,7 @@ export {
   ROW_ID, PARTITION_SCHEMES, addRowIds, partitionIndices, partitionTable, checkPartition,
   type PartitionScheme, type PartitionOptions, type PartitionCheck,
 } from "./partition.js";
+export { confineOutDir, defaultOutRoots, resolveReal, OUT_ROOT_ENV } from "./confine.js";
 export { fileSystemIO, MODEL_JSON, WEIGHTS_BIN, type FileOps } from "./model-files.js";
 export { runTrainingJob, validateJobSpec, weightsHash, type TrainingJobSpec, type TrainingJobResult } from "./job.js";
 export { trainMany, defaultWorkerScript, type TrainManyOptions, type PoolRow, type WorkerEvent } from "./pool.js";
