@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, readlinkSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
@@ -19,6 +19,18 @@ function model(seed: number) {
   return tf.model({ inputs: input, outputs: out });
 }
 
+/** The layout of src/io/atomic.ts: one complete version, `current` and the two links to it. */
+function assertLayout(dir: string): void {
+  const names = readdirSync(dir).sort();
+  assert.equal(names.length, 4, `entries of ${dir}: ${names.join(", ")}`);
+  const [current, modelJSON, version, weightsBin] = names as [string, string, string, string];
+  assert.deepEqual([current, modelJSON, weightsBin], ["current", "model.json", "weights.bin"]);
+  assert.match(version, /^v-\d{10}-[0-9a-f]{8}$/);
+  assert.equal(readlinkSync(join(dir, "current")), version);
+  assert.ok(lstatSync(join(dir, "model.json")).isSymbolicLink());
+  assert.deepEqual(readdirSync(join(dir, version)).sort(), ["model.json", "weights.bin"]);
+}
+
 const probe = tf.tensor2d([[0.1, -2, 3], [1, 1, 1], [-0.5, 0.3, 0.9]]);
 
 test("save then load gives a model that predicts identically, metadata included", async () => {
@@ -27,7 +39,7 @@ test("save then load gives a model that predicts identically, metadata included"
   m.setUserDefinedMetadata({ note: "hello" });
   const result = await m.save(fileSystemIO(dir));
   assert.ok((result.modelArtifactsInfo.weightDataBytes ?? 0) > 0, "weights were written");
-  assert.deepEqual(readdirSync(dir).sort(), ["model.json", "weights.bin"]);
+  assertLayout(dir);
   const loaded = await tf.loadLayersModel(fileSystemIO(dir));
   const a = tf.tidy(() => (m.predict(probe) as tf.Tensor).dataSync());
   const b = tf.tidy(() => (loaded.predict(probe) as tf.Tensor).dataSync());
@@ -71,7 +83,7 @@ test("a failed overwrite keeps the previous model loadable and unchanged", async
   });
   const second = model(4);
   await assert.rejects(second.save(failing), /interrupted/);
-  assert.deepEqual(readdirSync(dir).sort(), ["model.json", "weights.bin"]);
+  assertLayout(dir);
   assert.deepEqual(readFileSync(join(dir, "weights.bin")), before);
   const loaded = await tf.loadLayersModel(fileSystemIO(dir));
   const a = tf.tidy(() => Array.from((first.predict(probe) as tf.Tensor).dataSync()));
@@ -80,20 +92,26 @@ test("a failed overwrite keeps the previous model loadable and unchanged", async
   [first, second, loaded].forEach((x) => x.dispose());
 });
 
-test("a crash between the two renames leaves no model.json (never one describing other weights)", async () => {
-  const dir = join(root, "between-renames");
-  await model(5).save(fileSystemIO(dir));
+test("a failing publishing rename keeps the previous model, and leaves no temporary files", async () => {
+  const dir = join(root, "publish-fails");
+  const first = model(5);
+  await first.save(fileSystemIO(dir));
+  const before = readdirSync(dir).sort();
   const io = fileSystemIO(dir, {
     fileOps: {
-      rename: async (from, to) => {
-        if (to.endsWith("model.json")) throw new Error("power cut (simulated)");
-        const { renameSync } = await import("node:fs");
-        renameSync(from, to);
+      rename: async (_from, to) => {
+        if (/v-\d+-[0-9a-f]+$/.test(to)) throw new Error("power cut (simulated)");
+        throw new Error(`unexpected rename to ${to}`);
       },
     },
   });
-  await assert.rejects(model(6).save(io), /power cut/);
-  assert.deepEqual(readdirSync(dir), ["weights.bin"]);
+  await assert.rejects(model(6).save(io), /saving the model to .*publish-fails failed, nothing was published: power cut/);
+  assert.deepEqual(readdirSync(dir).sort(), before);
+  const loaded = await tf.loadLayersModel(fileSystemIO(dir));
+  const a = tf.tidy(() => Array.from((first.predict(probe) as tf.Tensor).dataSync()));
+  const b = tf.tidy(() => Array.from((loaded.predict(probe) as tf.Tensor).dataSync()));
+  assert.deepEqual(b, a);
+  [first, loaded].forEach((x) => x.dispose());
 });
 
 test("loading weights that do not match model.json is an error saying so", async () => {
