@@ -70,6 +70,20 @@ export class GradVac {
     checkSeed("GradVac", options.seed ?? 0);
   }
 
+  /** The targets and the step (which advances the seed), for checkpoints. */
+  exportState(): { targets: number[][] | null; step: number } {
+    return { targets: this.targets ? this.targets.map((r) => [...r]) : null, step: this.step };
+  }
+
+  importState(state: { targets?: unknown; step?: unknown }): void {
+    const { targets, step } = state ?? {};
+    if (targets !== null && targets !== undefined && !(Array.isArray(targets) && targets.every((r) => Array.isArray(r) && r.every((x) => typeof x === "number" && Number.isFinite(x))))) {
+      throw new Error(`GradVac state targets must be null or a matrix of finite numbers, but got ${JSON.stringify(targets)}.`);
+    }
+    this.targets = targets ? (targets as number[][]).map((r) => [...r]) : undefined;
+    this.step = checkOption("GradVac state step", step, "an integer >= 0", (v) => Number.isInteger(v) && v >= 0);
+  }
+
   aggregate(J: number[][]): Aggregation {
     const out = gradvac(J, { beta: this.options.beta, seed: (this.options.seed ?? 0) + this.step, targets: this.targets });
     this.targets = out.targets;

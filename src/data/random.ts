@@ -10,6 +10,17 @@ export class Rng {
     this.state = seed >>> 0;
   }
 
+  /** The generator's whole state (one 32-bit integer), e.g. for a checkpoint; see {@link Rng.setState}. */
+  getState(): number {
+    return this.state;
+  }
+
+  /** Continue from a state returned by {@link Rng.getState}: the same numbers follow as after it. */
+  setState(state: number): void {
+    if (!Number.isInteger(state) || state < 0 || state > 0xffffffff) throw new Error(`Rng.setState: the state must be an integer in [0, 2^32), as getState() returns, but got ${state}.`);
+    this.state = state >>> 0;
+  }
+
   /** Uniform in [0, 1). */
   next(): number {
     this.state = (this.state + 0x6d2b79f5) >>> 0;

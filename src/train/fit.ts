@@ -10,6 +10,10 @@ import { isMainThread } from "node:worker_threads";
 import { JointTrainer, type Evaluation, type JointTrainerOptions } from "./joint-trainer.js";
 import { formatNumber, ProgressPrinter, type Verbosity } from "./progress.js";
 import type { DiagnosticsTables } from "./diagnostics.js";
+import { hasCheckpoint, type CheckpointOptions } from "./checkpoint.js";
+import { loadRun, saveRun } from "./run-state.js";
+
+export type { CheckpointOptions } from "./checkpoint.js";
 
 export type { Verbosity } from "./progress.js";
 
@@ -114,6 +118,25 @@ export interface FitOptions {
   verbose?: Verbosity;
   /** Also record one row per step and task (step, epoch, task, loss, weight) in `FitResult.steps`. */
   recordSteps?: boolean;
+  /**
+   * Save the whole run into `dir` after every `every` epochs (default 1; `everySteps` also inside
+   * epochs), each save replacing the last as one set (a kill during a save leaves the previous
+   * one): every model variable (batch-norm statistics included), the optimizers' slots, iteration
+   * counts, learning rates and schedule positions, the trainer's step and epoch counters and task
+   * weights, the weighting's and aggregator's state, the data-order RNG, the history (and step rows)
+   * and the early-stopping state (best value, epochs since, best weights). With `resume` the run
+   * continues from it, ending bit-identical to a run never interrupted.
+   */
+  checkpoint?: CheckpointOptions;
+  /**
+   * Continue the run saved in this checkpoint folder (made with `checkpoint`), with the same
+   * trainer options, data, batchSize, shuffle and seed (`epochs` may be raised). `true` resumes
+   * from `checkpoint.dir` when it holds a checkpoint and starts afresh otherwise (for a retried job).
+   *
+   * @example
+   * await fit({ ...options, checkpoint: { dir: "runs/a" }, resume: true }); // continues after a crash
+   */
+  resume?: string | true;
 }
 
 export interface FitResult {
@@ -420,6 +443,36 @@ function checkEarlyStopping(es: EarlyStoppingOptions | undefined): void {
   }
 }
 
+/** What fit's checkpoint holds besides the trainer: the loop's position and bookkeeping (JSON). */
+interface FitLoopState {
+  settings: { rows: number; batchSize: number; shuffle: boolean; seed: number; tasks: string[]; validation: boolean };
+  completed: number;
+  rng: number;
+  rows: HistoryRow[];
+  stepRows: StepRow[];
+  best: number;
+  bestEpoch: number;
+  sinceBest: number;
+  stop: "early" | "callback" | undefined;
+  /** Set for a checkpoint taken inside an epoch: where the next batch starts and the epoch's running sums. */
+  position: { epoch: number; start: number; batch: number; order: number[]; sums: Record<string, number>; weightSums: Record<string, number> } | undefined;
+}
+
+function checkCheckpointOptions(ck: CheckpointOptions | undefined, resume: string | true | undefined): Required<Omit<CheckpointOptions, "everySteps">> & { everySteps?: number } | undefined {
+  if (resume !== undefined && resume !== true && (typeof resume !== "string" || resume === "")) {
+    throw new Error(`fit: resume must be a checkpoint folder (a string) or true (resume from checkpoint.dir when it holds one), but got ${describe(resume)}.`);
+  }
+  if (resume === true && ck === undefined) throw new Error("fit: resume: true resumes from checkpoint.dir, but no checkpoint option was given; pass checkpoint: { dir } too, or resume: \"<folder>\".");
+  if (ck === undefined) return undefined;
+  if (ck === null || typeof ck !== "object" || typeof ck.dir !== "string" || ck.dir === "") {
+    throw new Error(`fit: checkpoint must be { dir, every?, everySteps? } with dir a folder path, but got ${describe(ck)}${ck && typeof ck === "object" ? ` (dir ${describe(ck.dir)})` : ""}.`);
+  }
+  const every = ck.every ?? 1;
+  checkPositiveInt(every, "checkpoint.every", "checkpoint: { dir, every: 1 }");
+  if (ck.everySteps !== undefined) checkPositiveInt(ck.everySteps, "checkpoint.everySteps", "checkpoint: { dir, everySteps: 100 }");
+  return ck.everySteps !== undefined ? { dir: ck.dir, every, everySteps: ck.everySteps } : { dir: ck.dir, every };
+}
+
 /** Keras's default: a progress line in a terminal; silent where the output has another home. */
 function defaultVerbosity(): Verbosity {
   // In a kernel the live chart shows progress; a worker thread reports through its pool's events.
@@ -488,7 +541,8 @@ async function train_(
   const { batchSize } = settings;
   const n = data.rows;
   const es = options.earlyStopping;
-  const rng = new Rng(options.seed ?? 0);
+  const seed = options.seed ?? 0;
+  const rng = new Rng(seed);
   const rows: HistoryRow[] = [];
   const stepRows: StepRow[] = [];
   const chart = settings.live ? liveChart() : undefined;
@@ -511,14 +565,41 @@ async function train_(
     return true;
   };
   const stepsTable = () => (stepRows.length ? historyTable(stepRows.map((r) => ({ ...r }))) : aq.table({ step: [], epoch: [], task: [], loss: [], weight: [] }));
+  const ck = checkCheckpointOptions(options.checkpoint, options.resume);
+  const runSettings = { rows: n, batchSize, shuffle: options.shuffle ?? true, seed, tasks: trainer.tasks.map((t) => t.name), validation: validation !== undefined };
+  let stop: FitLoopState["stop"];
+  let position: FitLoopState["position"];
+  const saveLoop = (at?: FitLoopState["position"]) => {
+    const loop: FitLoopState = { settings: runSettings, completed, rng: rng.getState(), rows, stepRows, best, bestEpoch, sinceBest, stop, position: at };
+    return saveRun(ck!.dir, "fit", trainer, loop, bestWeights ? { best: bestWeights } : {});
+  };
+  const resumeDir = options.resume === true ? (ck && (await hasCheckpoint(ck.dir)) ? ck.dir : undefined) : options.resume;
+  if (resumeDir !== undefined) {
+    const { loop, extra } = await loadRun<FitLoopState>(resumeDir, "fit", trainer);
+    for (const [k, v] of Object.entries(runSettings)) {
+      const saved = (loop.settings as Record<string, unknown>)[k];
+      if (JSON.stringify(saved) !== JSON.stringify(v)) {
+        tf.dispose(Object.values(extra).flat());
+        throw new Error(`fit: resume from ${resumeDir}: the run was saved with ${k} ${JSON.stringify(saved)}, but this call has ${JSON.stringify(v)}; resume with the same data and settings (only epochs may change).`);
+      }
+    }
+    rng.setState(loop.rng);
+    rows.push(...loop.rows);
+    stepRows.push(...loop.stepRows);
+    ({ best, bestEpoch, sinceBest, completed, stop, position } = loop);
+    bestWeights = extra["best"];
+  }
   try {
-    for (epoch = 1; epoch <= options.epochs; epoch++) {
-      const order = options.shuffle ?? true ? rng.permutation(n) : Array.from({ length: n }, (_, i) => i);
-      const sums: Record<string, number> = Object.fromEntries(trainer.tasks.map((t) => [t.name, 0]));
+    for (epoch = completed + 1; epoch <= options.epochs && stop === undefined; epoch++) {
+      // A checkpoint taken inside this epoch holds its order (the RNG is already past it) and sums.
+      const inside = position?.epoch === epoch ? position : undefined;
+      position = undefined;
+      const order = inside ? inside.order : options.shuffle ?? true ? rng.permutation(n) : Array.from({ length: n }, (_, i) => i);
+      const sums: Record<string, number> = inside ? { ...inside.sums } : Object.fromEntries(trainer.tasks.map((t) => [t.name, 0]));
       // Weights averaged over the epoch's steps: what an aggregator implied (the task weights otherwise).
-      const weightSums: Record<string, number> = Object.fromEntries(trainer.tasks.map((t) => [t.name, 0]));
+      const weightSums: Record<string, number> = inside ? { ...inside.weightSums } : Object.fromEntries(trainer.tasks.map((t) => [t.name, 0]));
       progress.startEpoch(batches);
-      for (let start = 0, b = 1; start < n; start += batchSize, b++) {
+      for (let start = inside?.start ?? 0, b = inside?.batch ?? 1; start < n; start += batchSize, b++) {
         const idx = order.slice(start, start + batchSize);
         tf.tidy(() => {
           const rowsT = tf.tensor1d(idx, "int32");
@@ -534,6 +615,9 @@ async function train_(
           }
         });
         progress.batchEnd(epoch, b);
+        if (ck?.everySteps && trainer.stepCount % ck.everySteps === 0 && start + batchSize < n) {
+          await saveLoop({ epoch, start: start + batchSize, batch: b + 1, order, sums, weightSums });
+        }
       }
       const weights = trainer.hasAggregator ? Object.fromEntries(Object.entries(weightSums).map(([k, w]) => [k, w / n])) : trainer.weights();
       const epochRows: HistoryRow[] = trainer.tasks.map((t) => ({
@@ -575,11 +659,10 @@ async function train_(
         await chart.update(lossCurvesSpec(rows, { logScale: options.logScale, title: `Training: epoch ${epoch}` }));
       }
       const verdict = options.onEpochEnd ? await options.onEpochEnd(epoch, epochRows) : undefined;
-      if (verdict === false) break;
-      if (es && sinceBest >= es.patience) {
-        stoppedEarly = true;
-        break;
-      }
+      if (verdict === false) stop = "callback";
+      else if (es && sinceBest >= es.patience) stop = "early";
+      if (ck && (stop !== undefined || epoch % ck.every === 0 || epoch === options.epochs)) await saveLoop();
+      if (stop !== undefined) break;
       // Let timers and display messages through between epochs.
       await new Promise((r) => setImmediate(r));
     }
@@ -606,6 +689,7 @@ async function train_(
       ...(options.recordSteps ? { steps: stepsTable() } : {}),
     }, err);
   }
+  stoppedEarly = stop === "early";
   let restored = false;
   try {
     restored = restoreBest();

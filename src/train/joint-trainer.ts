@@ -5,7 +5,7 @@ import { checkStepBatch, freeOnFailure } from "./step-scope.js";
 import { computeMetric } from "./metrics.js";
 import { OptimizerGroups } from "./optimizer-groups.js";
 import { aggregate, aggregatorNames, aggregators, GradVac, type Aggregation, type AggregatorName } from "../aggregation/index.js";
-import { createWeighting, weightingNames, weightingRequirements, type Weighting, type WeightingName, type WeightingRequirement } from "../weighting/index.js";
+import { createWeighting, isStateful, weightingNames, weightingRequirements, type MethodState, type Weighting, type WeightingName, type WeightingRequirement } from "../weighting/index.js";
 import {
   captureForPerTask, gradientMatrix, perTaskVariableGrads, representationGradients, resolveShared, unflatten,
   type GradientMode, type SharedSelector,
@@ -124,7 +124,9 @@ export class JointTrainer {
   /** The weighting instance, when the options named one. */
   readonly weighting?: Weighting;
   private readonly requirement?: WeightingRequirement;
-  private readonly aggregator?: { name: string; run: AggregatorFunction };
+  private readonly aggregator?: ResolvedAggregator;
+  /** The Layers models given, whose non-trainable weights (batch-norm statistics) a checkpoint also holds. */
+  private readonly layersModels: tf.LayersModel[];
   /** Where per-task gradients are taken. */
   readonly mode: GradientMode;
   private readonly shared?: tf.Variable[];
@@ -141,6 +143,7 @@ export class JointTrainer {
       throw new Error("JointTrainer: no optimizer given; pass one in the options, e.g. new JointTrainer({ model, tasks, optimizer: tf.train.adam(1e-3) }) (or optimizerGroups(...) for one per variable group).");
     }
     this.model = trainable(options.model);
+    this.layersModels = options.model instanceof tf.LayersModel ? [options.model] : isTrainableLike(options.model) ? [] : Object.values(options.model as Record<string, tf.LayersModel>);
     this.tasks = resolveTasks(options.tasks, this.model.outputNames());
     this.optimizer = options.optimizer;
     this.vars = uniqueVariables(options.variables ?? this.model.variables());
@@ -204,6 +207,74 @@ export class JointTrainer {
         if (outside.length) throw new Error(`JointTrainer: the shared variables ${outside.join(", ")} are not among the variables being trained.`);
       }
     }
+  }
+
+  /**
+   * Every variable whose value a checkpoint must hold: the trained ones, then the Layers models'
+   * other weights (batch-norm moving statistics, frozen layers), each once.
+   */
+  stateVariables(): tf.Variable[] {
+    const rest = this.layersModels.flatMap((m) => m.weights.map((w) => w.read() as tf.Variable));
+    return uniqueVariables([...this.vars, ...rest]);
+  }
+
+  /**
+   * The trainer's own state between steps, as JSON: step and epoch counters, task weights, the
+   * weighting's and the aggregator's state. With the variables and the optimizers' state it is a
+   * whole checkpoint (see fit's `checkpoint`). `unsaved` names state that could not be read
+   * (a hand-made weighting or aggregator without `exportState`).
+   */
+  exportState(): TrainerState {
+    const unsaved: string[] = [];
+    let weighting: MethodState | null = null;
+    if (this.weighting) {
+      if (isStateful(this.weighting)) weighting = this.weighting.exportState();
+      else if (!STATELESS_WEIGHTINGS.has(this.weighting.name)) unsaved.push(`weighting "${this.weighting.name}" (it has no exportState)`);
+    }
+    let aggregator: MethodState | null = null;
+    if (this.aggregator) {
+      if (this.aggregator.state) aggregator = this.aggregator.state.exportState();
+      else if (this.aggregator.custom) unsaved.push(`aggregator "${this.aggregator.name}" (it has no exportState)`);
+    }
+    return {
+      steps: this.steps,
+      epochs: this.epochs,
+      taskWeights: this.tasks.map((t) => t.weight),
+      lastWeights: this.lastWeights ? [...this.lastWeights] : null,
+      lastFinite: [...this.lastFinite.entries()].map(([task, v]) => ({ task, ...v })),
+      weighting,
+      aggregator,
+      unsaved,
+    };
+  }
+
+  /** Put back a state from {@link JointTrainer.exportState} (of a trainer with the same tasks, weighting and aggregator). */
+  importState(state: TrainerState): void {
+    const T = this.tasks.length;
+    const count = (v: unknown, what: string) => {
+      if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw new Error(`JointTrainer.importState: ${what} must be an integer >= 0, but got ${String(v)}.`);
+      return v;
+    };
+    if (!Array.isArray(state?.taskWeights) || state.taskWeights.length !== T) {
+      throw new Error(`JointTrainer.importState: the state has ${Array.isArray(state?.taskWeights) ? state.taskWeights.length : "no"} task weights, but this trainer has ${T} tasks (${this.tasks.map((t) => `"${t.name}"`).join(", ")}).`);
+    }
+    if ((state.weighting !== null) !== (this.weighting !== undefined && isStateful(this.weighting))) {
+      throw new Error(`JointTrainer.importState: the state ${state.weighting !== null ? "holds" : "has no"} weighting state, but this trainer ${this.weighting ? `uses the weighting "${this.weighting.name}"` : "has no weighting"}; resume with the trainer options the run was started with.`);
+    }
+    if ((state.aggregator !== null) !== (this.aggregator?.state !== undefined)) {
+      throw new Error(`JointTrainer.importState: the state ${state.aggregator !== null ? "holds" : "has no"} aggregator state, but this trainer ${this.aggregator ? `uses the aggregator "${this.aggregator.name}"` : "has no aggregator"}; resume with the trainer options the run was started with.`);
+    }
+    const steps = count(state.steps, "steps");
+    const epochs = count(state.epochs, "epochs");
+    this.tasks.forEach((t, i) => (t.weight = checkWeight(state.taskWeights[i] as number, `Task "${t.name}"`)));
+    if (state.weighting !== null) (this.weighting as unknown as { importState(s: MethodState): void }).importState(state.weighting);
+    if (state.aggregator !== null) this.aggregator!.state!.importState(state.aggregator);
+    this.steps = steps;
+    this.epochs = epochs;
+    if (state.lastWeights) this.lastWeights = [...state.lastWeights];
+    else delete this.lastWeights;
+    this.lastFinite.clear();
+    for (const { task, value, step } of state.lastFinite ?? []) this.lastFinite.set(task, { value, step });
   }
 
   /** Whether the shared variables follow an aggregator (then the step weights are implied, not set). */
@@ -734,14 +805,15 @@ function resolveWeighting(spec: WeightingName | WeightingSpec | Weighting, T: nu
 }
 
 /** An aggregator from a name, `{ name, options }`, an object with `aggregate(J)` or a function. */
-function resolveAggregator(spec: AggregatorName | AggregatorSpec | AggregatorObject | AggregatorFunction): { name: string; run: AggregatorFunction } {
-  if (typeof spec === "function") return { name: spec.name || "custom", run: spec };
+function resolveAggregator(spec: AggregatorName | AggregatorSpec | AggregatorObject | AggregatorFunction): ResolvedAggregator {
+  if (typeof spec === "function") return { name: spec.name || "custom", run: spec, custom: true };
   const valid = aggregatorNames.join(", ");
   if (typeof spec === "string") spec = { name: spec };
   if (spec === null || typeof spec !== "object") throw new Error(`JointTrainer: aggregator must be a name (${valid}), { name, options }, an object with aggregate(J) or a function, but got ${String(spec)}.`);
   if (typeof (spec as AggregatorObject).aggregate === "function") {
     const obj = spec as AggregatorObject;
-    return { name: (obj as { constructor?: { name?: string } }).constructor?.name ?? "custom", run: (J) => obj.aggregate(J) };
+    const name = (obj as { constructor?: { name?: string } }).constructor?.name ?? "custom";
+    return isStateful(obj) ? { name, run: (J) => obj.aggregate(J), state: obj } : { name, run: (J) => obj.aggregate(J), custom: true };
   }
   const { name, options = {} } = spec as AggregatorSpec;
   if (typeof name !== "string" || !Object.hasOwn(aggregators, name)) throw new Error(`JointTrainer: unknown aggregator ${JSON.stringify(name)}; valid names are: ${valid}.`);
@@ -752,16 +824,57 @@ function resolveAggregator(spec: AggregatorName | AggregatorSpec | AggregatorObj
   // GradVac keeps targets between steps: one instance per trainer, not a fresh call each step.
   if (name === "gradvac") {
     const instance = new GradVac(options as { beta?: number; seed?: number });
-    return { name, run: (J) => instance.aggregate(J) };
+    return { name, run: (J) => instance.aggregate(J), state: instance };
   }
   // PCGrad and GradDrop are random per step in their papers: advance the seed every call, so two
   // steps never reuse one projection order or drop mask (and a run stays reproducible by seed).
   if (name === "pcgrad" || name === "graddrop") {
     const base = typeof options.seed === "number" ? options.seed : 0;
     let calls = 0;
-    return { name, run: (J) => aggregate(name, J, { ...options, seed: base + calls++ }) };
+    const state = {
+      exportState: () => ({ calls }),
+      importState: (s: MethodState) => {
+        const c = s?.calls;
+        if (typeof c !== "number" || !Number.isInteger(c) || c < 0) throw new Error(`JointTrainer.importState: the ${name} state's calls must be an integer >= 0, but got ${String(c)}.`);
+        calls = c;
+      },
+    };
+    return { name, run: (J) => aggregate(name, J, { ...options, seed: base + calls++ }), state };
   }
   return { name, run: (J) => aggregate(name, J, options) };
+}
+
+/** An aggregator ready to run; `state` when it keeps state between steps, `custom` when it is hand-made without one. */
+interface ResolvedAggregator {
+  name: string;
+  run: AggregatorFunction;
+  state?: { exportState(): MethodState; importState(state: MethodState): void };
+  custom?: boolean;
+}
+
+/** What {@link JointTrainer.exportState} returns: plain JSON. */
+export interface TrainerState {
+  steps: number;
+  epochs: number;
+  taskWeights: number[];
+  lastWeights: number[] | null;
+  lastFinite: { task: string; value: number; step: number }[];
+  weighting: MethodState | null;
+  aggregator: MethodState | null;
+  /** State that could not be saved, by name (hand-made methods without exportState). */
+  unsaved: string[];
+}
+
+/** Weightings that keep nothing between steps. */
+const STATELESS_WEIGHTINGS = new Set(["equal", "static", "gls"]);
+
+const isTrainableLike = (x: unknown): boolean => typeof x === "object" && x !== null && typeof (x as Trainable).forward === "function" && typeof (x as Trainable).variables === "function";
+
+/** One step's batch, passed to the checks that name the input behind a non-finite value. */
+interface StepBatch {
+  inputs: Inputs;
+  labels: Record<string, tf.Tensor>;
+  masks: Record<string, tf.Tensor> | undefined;
 }
 
 /** Weights must be T finite numbers >= 0 (aggregators may imply negative ones: allowed when `signed`). */

@@ -135,6 +135,20 @@ export class OptimizerGroups {
     return Object.fromEntries(this.groups().map((g) => [g.name, g.updates]));
   }
 
+  /** Each group's name, optimizer and update count (which drives its schedule), for checkpoints. */
+  groupStates(): { name: string; optimizer: tf.Optimizer; updates: number }[] {
+    return this.groups().map((g) => ({ name: g.name, optimizer: g.optimizer, updates: g.updates }));
+  }
+
+  /** Set each group's update count (from {@link OptimizerGroups.groupStates}), so its schedule continues where it was. */
+  setUpdates(updates: Record<string, number>): void {
+    for (const g of this.groups()) {
+      const u = updates[g.name];
+      if (typeof u !== "number" || !Number.isInteger(u) || u < 0) throw new Error(`optimizerGroups: the update count of group "${g.name}" must be an integer >= 0, but got ${String(u)}; the groups are ${list(this.names())}.`);
+      g.updates = u;
+    }
+  }
+
   /** Each group's current learning rate (the one used by its latest update). */
   learningRates(): Record<string, number> {
     return Object.fromEntries(this.specs.map(([n, s]) => [n, getLearningRate(s.optimizer)]));

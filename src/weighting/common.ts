@@ -30,6 +30,29 @@ export interface Weighting {
 
 export { describe };
 
+/** What a method keeps between steps, as plain JSON values (numbers, arrays of numbers, null): for checkpoints. */
+export type MethodState = Record<string, unknown>;
+
+/**
+ * A weighting (or aggregator) whose state can be saved and put back: after `importState(exportState())`
+ * on a fresh instance with the same options, it gives the same weights and updates as the original.
+ */
+export interface Stateful {
+  exportState(): MethodState;
+  importState(state: MethodState): void;
+}
+
+/** Whether an object has `exportState` and `importState`. */
+export const isStateful = (x: unknown): x is Stateful =>
+  typeof x === "object" && x !== null && typeof (x as Stateful).exportState === "function" && typeof (x as Stateful).importState === "function";
+
+/** `state[key]` as a vector of T finite numbers, or undefined when `optional` and absent (null). */
+export function stateVector(who: string, state: MethodState, key: string, T: number, optional = false): number[] | undefined {
+  const v = state?.[key];
+  if (optional && (v === undefined || v === null)) return undefined;
+  return checkVector(`${who} state ${key}`, v, T);
+}
+
 /** Throws `"<name> must be <range>, but got <value>."` unless `value` is a finite number passing `ok`. */
 export function checkNumber(name: string, value: unknown, range: string, ok: (v: number) => boolean = () => true): number {
   return checkOption(name, value, range, ok);

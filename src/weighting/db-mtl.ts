@@ -13,7 +13,7 @@
  * factor (1 - β^t), which cancels in the ratios. A task whose n̄_i is 0 keeps weight 1.
  * As weights on the raw losses: w_i / (L_i + ε) (`lossWeights`).
  */
-import { checkNumber, checkTaskCount, requireGradNorms, requireLosses, type Weighting, type WeightingInput } from "./common.js";
+import { checkNumber, checkTaskCount, requireGradNorms, requireLosses, stateVector, type MethodState, type Weighting, type WeightingInput } from "./common.js";
 
 export interface DBMTLOptions {
   numTasks: number;
@@ -55,6 +55,15 @@ export class DBMTL implements Weighting {
   }
 
   /** `gradNorms` are the norms of ∇_W log(L_i + ε), the gradients of the transformed losses. */
+  /** The moving average of the gradient norms, for checkpoints. */
+  exportState(): MethodState {
+    return { ema: [...this.ema] };
+  }
+
+  importState(state: MethodState): void {
+    this.ema = stateVector("DB-MTL", state, "ema", this.numTasks)!;
+  }
+
   update(input?: WeightingInput): void {
     const n = requireGradNorms("DB-MTL", input, this.numTasks);
     this.ema = this.ema.map((m, i) => this.beta * m + (1 - this.beta) * n[i]);

@@ -8,7 +8,7 @@
  * The first two epochs have no two-epoch history, so every weight is 1. Weights sum to T.
  * Call `update({ losses })` once per epoch with that epoch's average losses.
  */
-import { checkNumber, checkTaskCount, checkVector, requireLosses, softmax, type Weighting, type WeightingInput } from "./common.js";
+import { checkNumber, checkTaskCount, checkVector, requireLosses, softmax, type MethodState, type Weighting, type WeightingInput } from "./common.js";
 
 export interface DWAOptions {
   numTasks: number;
@@ -40,6 +40,17 @@ export class DWA implements Weighting {
   weights(): number[] {
     if (this.history.length < 2) return new Array<number>(this.numTasks).fill(1);
     return dwaWeights(this.history[1], this.history[0], this.temperature);
+  }
+
+  /** The last two epochs' losses, for checkpoints. */
+  exportState(): MethodState {
+    return { history: this.history.map((h) => [...h]) };
+  }
+
+  importState(state: MethodState): void {
+    const h = state?.history;
+    if (!Array.isArray(h) || h.length > 2) throw new Error(`DWA state history must be an array of at most 2 loss vectors, but got ${JSON.stringify(h)}.`);
+    this.history = h.map((x, i) => checkVector(`DWA state history[${i}]`, x, this.numTasks));
   }
 
   /** Records the epoch-average losses of the epoch that just ended. */

@@ -13,7 +13,7 @@
  * (`optimizer: "sgd"` is the plain rule above). `update({ losses })` compares with the losses of
  * the previous `update`, i.e. it uses the next step's batch as the "after" losses.
  */
-import { checkTaskCount, checkVector, requireLosses, softmax, sum, type Weighting, type WeightingInput } from "./common.js";
+import { checkTaskCount, checkVector, requireLosses, softmax, stateVector, sum, type MethodState, type Weighting, type WeightingInput } from "./common.js";
 import { VectorOptimizer, type OptimizerOptions } from "./optimizer.js";
 
 export interface FAMOOptions extends OptimizerOptions {
@@ -72,6 +72,17 @@ export class FAMO implements Weighting {
     const r = this.taskWeights().map((z, i) => z / D[i]);
     const c = sum(r);
     return r.map((x) => x / c);
+  }
+
+  /** The logits, the last log-losses and the optimizer's moments, for checkpoints. */
+  exportState(): MethodState {
+    return { logits: [...this.xi], previous: this.previous ? [...this.previous] : null, optimizer: this.opt.exportState() };
+  }
+
+  importState(state: MethodState): void {
+    this.xi = stateVector("FAMO", state, "logits", this.numTasks)!;
+    this.previous = stateVector("FAMO", state, "previous", this.numTasks, true);
+    this.opt.importState(state.optimizer as object, "FAMO");
   }
 
   update(input?: WeightingInput): void {

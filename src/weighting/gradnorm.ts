@@ -17,7 +17,7 @@
  * backward pass, i.e. of stale or zero gradients: GradNorm then balances nothing real.
  * Learning rate default 0.025 with Adam; tune it with the network's optimizer.
  */
-import { checkNumber, checkTaskCount, checkVector, requireGradNorms, requireLosses, sum, type Weighting, type WeightingInput } from "./common.js";
+import { checkNumber, checkTaskCount, checkVector, requireGradNorms, requireLosses, stateVector, sum, type MethodState, type Weighting, type WeightingInput } from "./common.js";
 import { VectorOptimizer, type OptimizerOptions } from "./optimizer.js";
 
 /** r_i = L̃_i / mean L̃ with L̃_i = L_i / L_i(0). */
@@ -77,6 +77,17 @@ export class GradNorm implements Weighting {
 
   weights(): number[] {
     return [...this.w];
+  }
+
+  /** The weights, L_i(0) and the optimizer's moments, for checkpoints. */
+  exportState(): MethodState {
+    return { weights: [...this.w], initialLosses: this.initialLosses ? [...this.initialLosses] : null, optimizer: this.opt.exportState() };
+  }
+
+  importState(state: MethodState): void {
+    this.w = stateVector("GradNorm", state, "weights", this.numTasks)!;
+    this.initialLosses = stateVector("GradNorm", state, "initialLosses", this.numTasks, true);
+    this.opt.importState(state.optimizer as object, "GradNorm");
   }
 
   /** One step on w from this step's losses and WEIGHTED norms G_i; returns L_grad before the step. */

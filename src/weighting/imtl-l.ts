@@ -8,7 +8,7 @@
  * e^{s_i} (not normalised; 1 at the start). Stepped here with Adam, default lr 0.01.
  * (IMTL-G, the gradient half, is `imtl-g` in the aggregators.)
  */
-import { checkTaskCount, checkVector, requireLosses, sum, type Weighting, type WeightingInput } from "./common.js";
+import { checkTaskCount, checkVector, requireLosses, stateVector, sum, type MethodState, type Weighting, type WeightingInput } from "./common.js";
 import { VectorOptimizer, type OptimizerOptions } from "./optimizer.js";
 
 export interface IMTLLOptions extends OptimizerOptions {
@@ -42,6 +42,16 @@ export class IMTLL implements Weighting {
   /** -Σ s_i, the term added to the scaled losses. */
   regularizer(): number {
     return -sum(this.s);
+  }
+
+  /** The log-scales and their optimizer's moments, for checkpoints. */
+  exportState(): MethodState {
+    return { scales: [...this.s], optimizer: this.opt.exportState() };
+  }
+
+  importState(state: MethodState): void {
+    this.s = stateVector("IMTL-L", state, "scales", this.numTasks)!;
+    this.opt.importState(state.optimizer as object, "IMTL-L");
   }
 
   update(input?: WeightingInput): void {

@@ -43,6 +43,21 @@ export class VectorOptimizer {
     this.decay = checkNumber(`${who} weightDecay`, weightDecay, "a finite number >= 0", (x) => x >= 0);
   }
 
+  /** Adam's moments and step count (SGD keeps none), for checkpoints. */
+  exportState(): { m: number[]; v: number[]; t: number } {
+    return { m: [...this.m], v: [...this.v], t: this.t };
+  }
+
+  /** Put back what {@link VectorOptimizer.exportState} returned. */
+  importState(state: { m?: unknown; v?: unknown; t?: unknown }, who = "VectorOptimizer"): void {
+    const { m, v, t } = state ?? {};
+    const ok = (x: unknown): x is number[] => Array.isArray(x) && x.every((e) => typeof e === "number" && Number.isFinite(e));
+    if (!ok(m) || !ok(v) || m.length !== v.length) throw new Error(`${who} optimizer state must hold m and v as arrays of finite numbers of one length, but got m ${JSON.stringify(m)} and v ${JSON.stringify(v)}.`);
+    this.m = [...m];
+    this.v = [...v];
+    this.t = checkNumber(`${who} optimizer state t`, t, "an integer >= 0", (x) => Number.isInteger(x) && x >= 0);
+  }
+
   /** Returns the parameters after one step along -grad; does not modify `params`. */
   step(params: number[], grad: number[]): number[] {
     const g = grad.map((x, i) => x + this.decay * params[i]);

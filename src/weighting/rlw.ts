@@ -9,7 +9,7 @@
  * `weights({ step })` gives any step's weights; without `step`, the internal counter that
  * `update` advances is used.
  */
-import { checkNumber, checkTaskCount, seededRandom, softmax, type Weighting, type WeightingInput } from "./common.js";
+import { checkNumber, checkTaskCount, seededRandom, softmax, type MethodState, type Weighting, type WeightingInput } from "./common.js";
 
 export interface RLWOptions {
   numTasks: number;
@@ -48,6 +48,15 @@ export class RLW implements Weighting {
   }
 
   /** Moves to the next step's draw. */
+  /** The step counter the weights are drawn from, for checkpoints. */
+  exportState(): MethodState {
+    return { step: this.step };
+  }
+
+  importState(state: MethodState): void {
+    this.step = checkNumber("RLW state step", state?.step, "an integer >= 0", (v) => Number.isInteger(v) && v >= 0);
+  }
+
   update(): void {
     this.step += 1;
   }

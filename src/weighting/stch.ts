@@ -11,7 +11,7 @@
  * μ → ∞ tends to λ_i / (T (n_i - z_i)). Without a nadir and with λ_i = 1, weights sum to 1.
  * `ideal: "running-min"` takes z_i as the smallest loss seen so far (including the current one).
  */
-import { checkNumber, checkTaskCount, checkVector, describe, requireLosses, softmax, sum, type Weighting, type WeightingInput } from "./common.js";
+import { checkNumber, checkTaskCount, checkVector, describe, requireLosses, softmax, stateVector, sum, type MethodState, type Weighting, type WeightingInput } from "./common.js";
 
 export interface STCHOptions {
   numTasks: number;
@@ -72,6 +72,15 @@ export class STCH implements Weighting {
   }
 
   /** Tracks the running minimum (used only with ideal "running-min"). */
+  /** The running minimum of the losses (with ideal "running-min"), for checkpoints. */
+  exportState(): MethodState {
+    return { runningMin: this.runningMin ? [...this.runningMin] : null };
+  }
+
+  importState(state: MethodState): void {
+    this.runningMin = stateVector("STCH", state, "runningMin", this.numTasks, true);
+  }
+
   update(input?: WeightingInput): void {
     const L = requireLosses("STCH", input, this.numTasks, "any");
     this.runningMin = L.map((l, i) => Math.min(l, this.runningMin?.[i] ?? l));

@@ -11,7 +11,7 @@
  * ∂/∂s_i = 1 - exp(-s_i) L_i, so on constant losses s_i → log L_i and the weighted loss → 1.
  * The s_i are stepped here with Adam (default lr 0.01) instead of by the network's optimizer.
  */
-import { checkTaskCount, checkVector, requireLosses, sum, type Weighting, type WeightingInput } from "./common.js";
+import { checkTaskCount, checkVector, requireLosses, stateVector, sum, type MethodState, type Weighting, type WeightingInput } from "./common.js";
 import { VectorOptimizer, type OptimizerOptions } from "./optimizer.js";
 
 export interface UncertaintyOptions extends OptimizerOptions {
@@ -54,6 +54,16 @@ export class UncertaintyWeighting implements Weighting {
   total(losses: number[]): number {
     const L = checkVector("Uncertainty losses", losses, this.numTasks, ">= 0");
     return sum(this.weights().map((w, i) => w * L[i])) + this.regularizer();
+  }
+
+  /** The log-variances and their optimizer's moments, for checkpoints. */
+  exportState(): MethodState {
+    return { logVariances: [...this.s], optimizer: this.opt.exportState() };
+  }
+
+  importState(state: MethodState): void {
+    this.s = stateVector("Uncertainty", state, "logVariances", this.numTasks)!;
+    this.opt.importState(state.optimizer as object, "Uncertainty");
   }
 
   update(input?: WeightingInput): void {

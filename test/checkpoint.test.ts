@@ -1,0 +1,174 @@
+/**
+ * Checkpoint and resume: a run saved part-way and resumed (in this process, or in a child killed
+ * with SIGKILL at random moments and started again) ends with weights bit-identical to the run
+ * never interrupted, and the same history rows.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, existsSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import * as tf from "@tensorflow/tfjs";
+import { fit, FitError } from "../src/train/fit.js";
+import { initBackend } from "../src/backend/init.js";
+import { decodeCheckpoint, encodeCheckpoint, parseExact, stringifyExact } from "../src/train/checkpoint.js";
+import { Rng } from "../src/data/random.js";
+import { makeRun, runKinds, weightBytes, type RunKind } from "./fixtures/checkpoint-run.js";
+
+await initBackend({ report: false });
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const tmp = () => mkdtempSync(path.join(tmpdir(), "jointly-ckpt-"));
+
+/** The uninterrupted run's final weights and history, by kind (computed once each). */
+const reference = new Map<string, { weights: Buffer; history: unknown[]; steps: unknown[]; epochs: number; bestEpoch: number }>();
+async function uninterrupted(kind: RunKind, epochs: number) {
+  const key = `${kind}/${epochs}`;
+  if (!reference.has(key)) {
+    const run = makeRun(kind, epochs);
+    const r = await fit(run.options);
+    reference.set(key, { weights: weightBytes(run.model), history: r.history.objects(), steps: r.steps!.objects(), epochs: r.epochs, bestEpoch: r.bestEpoch });
+    run.dispose();
+  }
+  return reference.get(key)!;
+}
+
+test("exact JSON: NaN, ±Infinity and -0 come back as they were; tensors come back byte for byte", () => {
+  const v = { a: [NaN, Infinity, -Infinity, -0, 0.1 + 0.2, 1e-310], b: { $x: 1 } };
+  const back = parseExact(stringifyExact(v)) as typeof v;
+  assert.ok(Number.isNaN(back.a[0]));
+  assert.equal(back.a[1], Infinity);
+  assert.equal(back.a[2], -Infinity);
+  assert.ok(Object.is(back.a[3], -0));
+  assert.equal(back.a[4], 0.1 + 0.2);
+  assert.equal(back.a[5], 1e-310);
+  const t = tf.tensor([1.5, -0, NaN, 3e-39], [2, 2]);
+  const i = tf.tensor([1, -7, 2 ** 31 - 1], [3], "int32");
+  const files = encodeCheckpoint({ n: 1 }, [{ key: "t", tensor: t }, { key: "i", tensor: i }]);
+  const { tensors, state } = decodeCheckpoint<{ n: number }>(files, "memory");
+  assert.deepEqual(state, { n: 1 });
+  assert.deepEqual(Buffer.from(tensors.get("t")!.values.buffer), Buffer.from((t.dataSync() as Float32Array).buffer));
+  assert.deepEqual(Array.from(tensors.get("i")!.values), [1, -7, 2 ** 31 - 1]);
+  tf.dispose([t, i]);
+});
+
+test("Rng.getState / setState: the same numbers follow", () => {
+  const a = new Rng(9);
+  a.permutation(10);
+  const b = new Rng(0);
+  b.setState(a.getState());
+  assert.deepEqual(b.permutation(50), a.permutation(50));
+  assert.throws(() => b.setState(-1), /Rng\.setState: the state must be an integer in \[0, 2\^32\)/);
+});
+
+for (const kind of runKinds) {
+  test(`${kind}: checkpoint at epoch 4, resume in a fresh trainer and model: bit-identical weights, same history and step rows`, async () => {
+    const ref = await uninterrupted(kind, 14);
+    const dir = tmp();
+    const before = tf.memory().numTensors;
+    // First leg: 4 epochs, saving after each.
+    const first = makeRun(kind, 4);
+    await fit({ ...first.options, checkpoint: { dir } });
+    first.dispose();
+    // Second leg: everything built afresh (as a new process would), resumed to the end.
+    const second = makeRun(kind, 14);
+    const r = await fit({ ...second.options, checkpoint: { dir }, resume: dir });
+    assert.deepEqual(r.history.objects(), ref.history);
+    assert.deepEqual(r.steps!.objects(), ref.steps);
+    assert.equal(r.bestEpoch, ref.bestEpoch);
+    assert.ok(weightBytes(second.model).equals(ref.weights), `${kind}: the resumed run's weights differ from the uninterrupted run's`);
+    second.dispose();
+    assert.equal(tf.memory().numTensors, before, "tensors left behind");
+    rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+test("everySteps: a run stopped inside an epoch (an onEpochEnd throw after a mid-epoch save) resumes bit-identical", async () => {
+  const ref = await uninterrupted("uncertainty", 14);
+  const dir = tmp();
+  const first = makeRun("uncertainty", 14);
+  // 8 batches an epoch, a save every 3 steps: the last save before epoch 6's end is at step 45 (epoch 6, batch 5).
+  const err = await fit({ ...first.options, checkpoint: { dir, every: 100, everySteps: 3 }, onEpochEnd: (e) => { if (e === 6) throw new Error("stop here"); } }).catch((e: unknown) => e);
+  assert.ok(err instanceof FitError);
+  first.dispose();
+  const second = makeRun("uncertainty", 14);
+  const r = await fit({ ...second.options, checkpoint: { dir, everySteps: 3 }, resume: dir });
+  assert.deepEqual(r.history.objects(), ref.history);
+  assert.deepEqual(r.steps!.objects(), ref.steps);
+  assert.ok(weightBytes(second.model).equals(ref.weights));
+  second.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("resume: true starts afresh without a checkpoint; resume with other settings or a missing folder is an error naming it", async () => {
+  const dir = tmp();
+  const ref = await uninterrupted("dwa", 14);
+  const run = makeRun("dwa", 14);
+  const r = await fit({ ...run.options, checkpoint: { dir: path.join(dir, "none-yet") }, resume: true });
+  assert.ok(weightBytes(run.model).equals(ref.weights));
+  run.dispose();
+  await assert.rejects(async () => {
+    const again = makeRun("dwa", 14);
+    try {
+      await fit({ ...again.options, batchSize: 16, resume: path.join(dir, "none-yet") });
+    } finally {
+      again.dispose();
+    }
+  }, /fit: resume from .*none-yet: the run was saved with batchSize 8, but this call has 16/);
+  await assert.rejects(async () => {
+    const again = makeRun("dwa", 14);
+    try {
+      await fit({ ...again.options, resume: path.join(dir, "missing") });
+    } finally {
+      again.dispose();
+    }
+  }, /resume: .*missing holds no checkpoint/);
+  assert.equal(r.epochs, ref.epochs);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("SIGKILL at random moments, resumed each time: final weights bit-identical to the uninterrupted run, same history", { timeout: 240_000 }, async () => {
+  const dir = tmp();
+  const out = path.join(dir, "result");
+  const child = path.join(here, "fixtures", "checkpoint-child.ts");
+  const runChild = (killAfterMs?: number) => new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
+    const p = spawn(process.execPath, ["--import", "tsx", child, path.join(dir, "ckpt"), out, "dwa", "30"], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    p.stderr.on("data", (d) => (stderr += String(d)));
+    p.stdout.on("data", (d) => {
+      // Kill a random time after training started (the child prints "training" then).
+      if (killAfterMs !== undefined && String(d).includes("training")) setTimeout(() => p.kill("SIGKILL"), killAfterMs);
+    });
+    p.on("exit", (code, signal) => resolve({ code, signal, stderr }));
+  });
+  const rng = new Rng(2026);
+  let kills = 0;
+  let runs = 0;
+  let finished = false;
+  while (!finished) {
+    runs++;
+    assert.ok(runs < 20, "the run did not finish after 20 starts");
+    const r = await runChild(kills < 5 ? 50 + rng.int(900) : undefined);
+    if (r.signal === "SIGKILL") kills++;
+    else {
+      assert.equal(r.code, 0, `the child failed: ${r.stderr}`);
+      finished = true;
+    }
+  }
+  assert.equal(kills, 5);
+  const result = JSON.parse(readFileSync(out, "utf8")) as { weights: string; history: unknown[]; steps: unknown[]; resumedFrom: number };
+  const ref = await uninterrupted("dwa", 30);
+  assert.deepEqual(result.history, ref.history);
+  assert.deepEqual(result.steps, ref.steps);
+  assert.ok(Buffer.from(result.weights, "base64").equals(ref.weights), "weights differ from the uninterrupted run");
+  // Kills landed after some checkpoints: the final start resumed from a later epoch than 0.
+  assert.ok(result.resumedFrom > 0, `the last start resumed from epoch ${result.resumedFrom}`);
+  // Leftovers of the killed saves were cleaned by the next save: one version, no temporary folders.
+  const left = readdirSync(path.join(dir, "ckpt")).sort();
+  assert.equal(left.filter((f) => f.startsWith("v-")).length, 1, `left in the checkpoint folder: ${left.join(", ")}`);
+  assert.deepEqual(left.filter((f) => f.startsWith(".tmp-") || f.startsWith(".trash-")), [], `left in the checkpoint folder: ${left.join(", ")}`);
+  assert.ok(existsSync(out));
+  rmSync(dir, { recursive: true, force: true });
+});
