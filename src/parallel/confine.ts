@@ -3,7 +3,9 @@
  * will resolve it (`..` and symlinks, also through folders that do not exist yet), it lies inside
  * one of the worker's output roots.
  */
-import { lstatSync, readlinkSync, realpathSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { lstatSync, promises as fsp, readlinkSync, realpathSync } from "node:fs";
+import { hostname } from "node:os";
 import { delimiter, dirname, isAbsolute, join, parse, relative, resolve, sep } from "node:path";
 
 /** Environment variable naming the output roots, separated by `:` (`;` on Windows). */
@@ -91,4 +93,98 @@ export function confineOutDir(outDir: string, roots: readonly string[]): string 
 export function defaultOutRoots(env: NodeJS.ProcessEnv = process.env): string[] {
   const listed = (env[OUT_ROOT_ENV] ?? "").split(delimiter).filter((p) => p.trim() !== "");
   return listed.length > 0 ? listed.map((p) => resolve(p)) : [process.cwd()];
+}
+
+/** The file in a model folder that names the job which wrote it. */
+export const JOB_FILE = "job.json";
+
+/** What {@link JOB_FILE} holds. */
+export interface JobClaim {
+  /** The id of the job that owns the folder. */
+  job: string;
+  /** When the folder was first claimed (ISO time). */
+  claimed: string;
+  host: string;
+  pid: number;
+}
+
+/** The job that owns `dir`: from its job.json, else from a saved model's jointly metadata; `null` when neither says. */
+async function folderOwner(dir: string): Promise<{ job: string; from: string } | null> {
+  const claimFile = join(dir, JOB_FILE);
+  let text: string | undefined;
+  try {
+    text = await fsp.readFile(claimFile, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw new Error(`The model folder ${dir} has a ${JOB_FILE} that cannot be read: ${(err as Error).message}`);
+  }
+  if (text !== undefined) {
+    let job: unknown;
+    try {
+      job = (JSON.parse(text) as Partial<JobClaim>).job;
+    } catch {
+      job = undefined;
+    }
+    if (typeof job !== "string") throw new Error(`The model folder ${dir} has a ${JOB_FILE} that names no job (${JSON.stringify(text.slice(0, 80))}); remove the folder or that file if nothing in it is needed.`);
+    return { job, from: claimFile };
+  }
+  // A model saved before job.json existed still says which job trained it.
+  try {
+    const model = JSON.parse(await fsp.readFile(join(dir, "model.json"), "utf8")) as { userDefinedMetadata?: { jointly?: { job?: unknown } } };
+    const job = model.userDefinedMetadata?.jointly?.job;
+    if (typeof job === "string") return { job, from: join(dir, "model.json") };
+  } catch {
+    // No model.json, or not one of ours: judged by the folder's contents below.
+  }
+  return null;
+}
+
+/**
+ * Make sure `dir` (a job's model folder) belongs to job `jobId`, and record that in its
+ * {@link JOB_FILE}: a folder another job id wrote, or one holding files no job wrote, is refused
+ * with an error naming both; an empty or missing folder is claimed; the same id (a retried or
+ * re-run job) may go on and overwrite its own model. The claim is published with one atomic
+ * `link`, so of two jobs racing for one folder only one wins.
+ */
+export async function claimModelDir(dir: string, jobId: string): Promise<void> {
+  const refuse = (why: string): never => {
+    throw new Error(`Job ${JSON.stringify(jobId)} will not write its model to ${dir}: ${why}. Choose another outDir, or remove that folder if what it holds is not needed.`);
+  };
+  const check = async (): Promise<boolean> => {
+    const owner = await folderOwner(dir);
+    if (owner) {
+      if (owner.job !== jobId) refuse(`the folder was written by job ${JSON.stringify(owner.job)} (${owner.from})`);
+      return owner.from.endsWith(JOB_FILE);
+    }
+    // Temporary files of an interrupted save are not content worth protecting.
+    const entries = (await fsp.readdir(dir)).filter((name) => !name.startsWith(".tmp-") && !name.startsWith(".trash-") && !name.includes(".tmp-"));
+    if (entries.length > 0) refuse(`the folder holds ${entries.slice(0, 5).join(", ")}${entries.length > 5 ? `, ... (${entries.length} entries)` : ""} and no ${JOB_FILE}, so no job wrote it`);
+    return false;
+  };
+  try {
+    await fsp.mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw new Error(`Job ${JSON.stringify(jobId)} cannot create its model folder ${dir}: ${(err as Error).message}`, { cause: err });
+  }
+  if (await check()) return;
+  const claim: JobClaim = { job: jobId, claimed: new Date().toISOString(), host: hostname(), pid: process.pid };
+  const tmp = join(dir, `${JOB_FILE}.tmp-${process.pid}-${randomBytes(4).toString("hex")}`);
+  const handle = await fsp.open(tmp, "w");
+  try {
+    await handle.writeFile(JSON.stringify(claim, null, 2));
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    // link fails with EEXIST when another writer claimed the folder first; rename would overwrite it.
+    await fsp.link(tmp, join(dir, JOB_FILE));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") await check();
+    // A file system without hard links: publish with rename (not exclusive, but still atomic).
+    else if (code === "EPERM" || code === "ENOTSUP" || code === "EOPNOTSUPP") await fsp.rename(tmp, join(dir, JOB_FILE));
+    else throw err;
+  } finally {
+    await fsp.rm(tmp, { force: true });
+  }
 }

@@ -12,6 +12,8 @@ import { loadPenguins } from "../data/penguins.js";
 import { fitStandardizer, takeRows, toClassIds, toMatrix, trainTestSplit } from "../data/prepare.js";
 import { Rng } from "../data/random.js";
 import { fit } from "../train/fit.js";
+import { claimModelDir, confineOutDir, resolveReal } from "./confine.js";
+import { OutOfMemoryError, WASM_HEAP_MAX_BYTES, formatBytes, isOutOfMemory, mlpMemoryEstimate } from "./health.js";
 import { fileSystemIO } from "./model-files.js";
 import { PARTITION_SCHEMES, ROW_ID, addRowIds, partitionTable, type PartitionScheme } from "./partition.js";
 
@@ -33,6 +35,20 @@ export interface TrainingJobSpec {
   seed: number;
   /** The model is saved to `join(outDir, id)`. */
   outDir: string;
+  /**
+   * Stop the job after this many seconds (in {@link trainMany} and the queue worker, which run it on
+   * a thread they can stop). Default: the worker's limit; `Infinity` or `null` (JSON's form) for none.
+   */
+  timeoutSeconds?: number | null;
+}
+
+/** Options of {@link runTrainingJob} that come from whoever runs the job, not from the spec. */
+export interface RunJobOptions {
+  /**
+   * Accept only a model folder that resolves (after `..` and symlinks) inside one of these folders
+   * (see {@link confineOutDir}); default: no restriction. trainMany and the queue worker pass theirs.
+   */
+  outRoots?: readonly string[];
 }
 
 /** What a finished job reports. */
@@ -131,6 +147,8 @@ export function validateJobSpec(spec: unknown): TrainingJobSpec {
   if (scheme === "stratified" && task !== "classification") fail("data.partition.scheme", `"contiguous" or "shuffled" for a regression task ("stratified" needs class labels)`, scheme);
   const seed = int(s.seed, "seed", 0);
   const outDir = text(s.outDir, "outDir");
+  const timeout = s.timeoutSeconds;
+  if (timeout !== undefined && timeout !== null && (typeof timeout !== "number" || !(timeout > 0))) fail("timeoutSeconds", "a number of seconds > 0 (Infinity or null for no limit)", timeout);
   return {
     id,
     architecture: { hidden, ...(activation ? { activation } : {}), task },
@@ -144,6 +162,7 @@ export function validateJobSpec(spec: unknown): TrainingJobSpec {
     },
     seed,
     outDir,
+    ...(timeout !== undefined ? { timeoutSeconds: timeout as number | null } : {}),
   };
 }
 
@@ -202,13 +221,29 @@ function buildMLP(inputs: number, outputs: number, spec: TrainingJobSpec): tf.La
  * only, build a seeded MLP, train it with {@link fit}, evaluate it on the test rows, and save it to
  * `join(outDir, id)` with {@link fileSystemIO} (atomically). `onProgress` gets each epoch's mean
  * training loss.
+ *
+ * The model folder must resolve inside `options.outRoots` when given, and belong to this job: it is
+ * claimed before training by writing a `job.json` naming the job id (see {@link claimModelDir}), and
+ * a folder another job id wrote is never replaced. A model too big for memory fails with an
+ * {@link OutOfMemoryError} that names the job and the model's size.
  */
 export async function runTrainingJob(
   specInput: TrainingJobSpec,
   onProgress?: (epoch: number, loss: number) => void,
+  options: RunJobOptions = {},
 ): Promise<TrainingJobResult> {
   const started = performance.now();
   const spec = validateJobSpec(specInput);
+  const modelDir = join(spec.outDir, spec.id);
+  // Where the files really go: checked before any training time is spent, and again before saving.
+  const target = (): string => {
+    try {
+      return options.outRoots ? confineOutDir(modelDir, options.outRoots) : resolveReal(modelDir);
+    } catch (err) {
+      throw new Error(`Job ${JSON.stringify(spec.id)}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  target();
   await ensureBackend();
   const { features, label, partition } = spec.data;
   const classification = spec.architecture.task === "classification";
@@ -234,7 +269,27 @@ export async function runTrainingJob(
   const trainS = scaled.apply(train);
   const testS = scaled.apply(test);
 
-  const model = buildMLP(features.length, classification ? classes.length : 1, spec);
+  const outputs = classification ? classes.length : 1;
+  const size = mlpMemoryEstimate(features.length, spec.architecture.hidden, outputs, spec.hyper.batchSize);
+  const outOfMemory = (err: unknown): OutOfMemoryError => {
+    const backend = tf.getBackend();
+    const limit = backend === "wasm" ? `; the wasm backend's heap holds at most ${formatBytes(WASM_HEAP_MAX_BYTES)}` : "";
+    return new OutOfMemoryError(
+      `Job ${JSON.stringify(spec.id)} ran out of memory on the ${backend} backend: its model has ${size.parameters.toLocaleString("en-US")} parameters ` +
+        `(${formatBytes(4 * size.parameters)} of float32 weights, about ${formatBytes(size.bytes)} to train with Adam${limit}). ` +
+        `Use narrower or fewer hidden layers (architecture.hidden is ${JSON.stringify(spec.architecture.hidden)}). (${(err as Error)?.message ?? String(err)})`,
+      size.bytes,
+      { cause: err },
+    );
+  };
+  // Claimed once the data is known to be good, so a job with a wrong column leaves no folder behind.
+  await claimModelDir(target(), spec.id);
+  let model: tf.LayersModel;
+  try {
+    model = buildMLP(features.length, outputs, spec);
+  } catch (err) {
+    throw isOutOfMemory(err) ? outOfMemory(err) : err;
+  }
   const tensors: tf.Tensor[] = [];
   const keep = <T extends tf.Tensor>(t: T): T => (tensors.push(t), t);
   try {
@@ -287,8 +342,10 @@ export async function runTrainingJob(
         rowIds: Array.from(train.array(ROW_ID) as ArrayLike<number>, Number),
       },
     });
-    const modelDir = join(spec.outDir, spec.id);
-    await model.save(fileSystemIO(modelDir));
+    const dir = target();
+    // Claimed before training; checked again in case the folder changed hands meanwhile.
+    await claimModelDir(dir, spec.id);
+    await model.save(fileSystemIO(dir));
     return {
       id: spec.id,
       partition: partition.index,
@@ -300,8 +357,14 @@ export async function runTrainingJob(
       seconds: (performance.now() - started) / 1000,
       backend: tf.getBackend(),
     };
+  } catch (err) {
+    throw isOutOfMemory(err) ? outOfMemory(err) : err;
   } finally {
-    tf.dispose(tensors);
-    model.dispose();
+    try {
+      tf.dispose(tensors);
+      model.dispose();
+    } catch {
+      // A backend broken by running out of memory cannot free either; the error above says why.
+    }
   }
 }

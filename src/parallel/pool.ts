@@ -1,17 +1,22 @@
 /**
  * Train many independent models on a pool of worker threads, one job per model. Each worker has its
  * own TensorFlow.js backend; a job that throws is reported and the others go on; a worker that dies
- * (process.exit, an uncaught error, a timeout) fails only its current job and is replaced.
+ * (process.exit, an uncaught error), runs out of memory or passes a job's time limit fails only its
+ * current job and is replaced by a fresh thread.
  */
 import type { ColumnTable } from "arquero";
-import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import { Worker } from "node:worker_threads";
 import type { BackendName } from "../backend/init.js";
 import { historyTable } from "../train/fit.js";
+import { OUT_ROOT_ENV, confineOutDir, defaultOutRoots } from "./confine.js";
+import { JobThread, workerScriptURL, type JobFailureKind, type ThreadOutcome, type WorkerEvent } from "./job-thread.js";
 import type { TrainingJobResult, TrainingJobSpec } from "./job.js";
-import type { FromWorker, PoolWorkerData, ToWorker } from "./worker.js";
+import { join } from "node:path";
+
+export { defaultWorkerScript, type WorkerEvent } from "./job-thread.js";
+
+/** trainMany's time limit per job unless the options or the spec say otherwise: one hour. */
+export const DEFAULT_JOB_TIMEOUT_SECONDS = 3600;
 
 /** One row of {@link trainMany}'s table: a job's outcome, with each metric as its own column. */
 export interface PoolRow {
@@ -22,6 +27,8 @@ export interface PoolRow {
   status: "ok" | "failed";
   /** Why the job failed (null when it succeeded). */
   error: string | null;
+  /** What kind of failure: the job's own error, out of memory, its time limit, or its thread died (null when ok). */
+  failure: JobFailureKind | null;
   seconds: number;
   trainRows: number | null;
   testRows: number | null;
@@ -30,16 +37,6 @@ export interface PoolRow {
   /** Thread id of the worker that ran the job. */
   worker: number;
   [metric: string]: string | number | null;
-}
-
-/** A worker's life, for logging and for checking that none is left running. */
-export interface WorkerEvent {
-  type: "start" | "exit";
-  threadId: number;
-  /** Exit code, on `exit` (Node reports 1 for any worker ended with terminate()). */
-  code?: number;
-  /** On `exit`: true when the pool ended the worker itself (its work was done), false when it died or timed out. */
-  requested?: boolean;
 }
 
 /** Options of {@link trainMany}. */
@@ -54,43 +51,24 @@ export interface TrainManyOptions {
   onWorker?: (event: WorkerEvent) => void;
   /** Force this backend in every worker (default: the fastest that loads). */
   backend?: BackendName;
-  /** Stop a job (and replace its worker) after this many seconds; default no limit. */
+  /**
+   * Stop a job (and replace its worker) after this many seconds, unless its spec has a
+   * `timeoutSeconds` of its own; default {@link DEFAULT_JOB_TIMEOUT_SECONDS} (1 hour); `Infinity`
+   * for no limit.
+   */
   timeoutSeconds?: number;
+  /**
+   * Accept only model folders that resolve (after `..` and symlinks) under one of these folders;
+   * other jobs fail with an error naming the folder. Default: the folders in `JOINTLY_OUT_ROOT`
+   * when it is set, else no restriction (the caller wrote the specs; the queue worker, which takes
+   * specs from others, confines to the folder it was started in by default).
+   */
+  outRoots?: readonly string[];
   /**
    * A worker script of your own (path or file URL) that calls `serveTrainingJobs(runner)`; default
    * jointly's worker. A `.ts` script is started with `--import tsx`.
    */
   workerScript?: string | URL;
-}
-
-/** jointly's worker script next to this module: `worker.js` when compiled, `worker.ts` under tsx. */
-export function defaultWorkerScript(): URL {
-  const js = new URL("./worker.js", import.meta.url);
-  if (existsSync(fileURLToPath(js))) return js;
-  const ts = new URL("./worker.ts", import.meta.url);
-  if (existsSync(fileURLToPath(ts))) return ts;
-  throw new Error(`trainMany: no worker script next to ${fileURLToPath(import.meta.url)} (looked for worker.js and worker.ts).`);
-}
-
-/**
- * JavaScript that starts a `.ts` worker script. On Node 20 the loader that `--import tsx` registers
- * does not reach a worker's modules (tried: "Unknown file extension .ts"), and a failed import is
- * cached, so the entry registers tsx in the worker itself (its ESM API) before importing the script.
- */
-function tsBootstrap(script: URL): string {
-  let api: string;
-  try {
-    api = import.meta.resolve("tsx/esm/api");
-  } catch (err) {
-    throw new Error(`trainMany: the worker script ${fileURLToPath(script)} is TypeScript, which needs tsx, but tsx cannot be found: ${(err as Error).message}`);
-  }
-  return `import(${JSON.stringify(api)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(script.href)}); });`;
-}
-
-function scriptURL(script: string | URL): URL {
-  const url = script instanceof URL ? script : /^file:/.test(script) ? new URL(script) : pathToFileURL(script);
-  if (!existsSync(fileURLToPath(url))) throw new Error(`trainMany: the worker script ${fileURLToPath(url)} does not exist.`);
-  return url;
 }
 
 /** The fields of a spec worth reporting even when the spec is malformed. */
@@ -111,6 +89,7 @@ function okRow(result: TrainingJobResult, worker: number): PoolRow {
     seed: result.seed,
     status: "ok",
     error: null,
+    failure: null,
     seconds: result.seconds,
     trainRows: result.trainRows,
     testRows: result.testRows,
@@ -121,8 +100,24 @@ function okRow(result: TrainingJobResult, worker: number): PoolRow {
   };
 }
 
-function failedRow(spec: unknown, index: number, error: string, seconds: number, worker: number): PoolRow {
-  return { ...describeSpec(spec, index), status: "failed", error, seconds, trainRows: null, testRows: null, modelDir: null, backend: null, worker };
+function failedRow(spec: unknown, index: number, failure: JobFailureKind, error: string, seconds: number, worker: number): PoolRow {
+  return { ...describeSpec(spec, index), status: "failed", error, failure, seconds, trainRows: null, testRows: null, modelDir: null, backend: null, worker };
+}
+
+/** A job's time limit: its spec's `timeoutSeconds` (null meaning none), else the pool's. */
+export function jobTimeLimit(spec: unknown, fallback: number): number {
+  const own = (spec as Partial<TrainingJobSpec> | null)?.timeoutSeconds;
+  if (own === null) return Infinity;
+  return typeof own === "number" && own > 0 ? own : fallback;
+}
+
+/** The output roots a worker was given, checked; `undefined` stays undefined. */
+export function checkOutRoots(roots: readonly string[] | undefined, who: string): string[] | undefined {
+  if (roots === undefined) return undefined;
+  if (!Array.isArray(roots) || roots.length === 0 || roots.some((r) => typeof r !== "string" || r.trim() === "")) {
+    throw new Error(`${who}: outRoots must be a non-empty array of folder paths, but got ${JSON.stringify(roots)}.`);
+  }
+  return [...roots];
 }
 
 /**
@@ -146,101 +141,57 @@ export async function trainMany(specs: readonly TrainingJobSpec[], options: Trai
   });
   const requested = options.workers ?? availableParallelism();
   if (!Number.isInteger(requested) || requested < 1) throw new Error(`trainMany: workers must be a positive integer, but got ${requested}.`);
-  const timeout = options.timeoutSeconds;
-  if (timeout !== undefined && !(timeout > 0)) throw new Error(`trainMany: timeoutSeconds must be a positive number, but got ${timeout}.`);
+  const timeout = options.timeoutSeconds ?? DEFAULT_JOB_TIMEOUT_SECONDS;
+  if (typeof timeout !== "number" || !(timeout > 0)) throw new Error(`trainMany: timeoutSeconds must be a positive number of seconds (Infinity for no limit), but got ${timeout}.`);
+  const outRoots = checkOutRoots(options.outRoots, "trainMany") ?? (process.env[OUT_ROOT_ENV] ? defaultOutRoots() : undefined);
   if (specs.length === 0) return historyTable([]);
-  const script = options.workerScript ? scriptURL(options.workerScript) : defaultWorkerScript();
-  // A TypeScript worker needs tsx's loader in its own thread (see tsBootstrap); compiled .js needs nothing.
-  const typescript = /\.[mc]?ts$/.test(script.pathname);
-  const workerData: PoolWorkerData = { entry: script.href, ...(options.backend ? { backend: options.backend } : {}) };
+  const workerScript = workerScriptURL(options.workerScript);
 
-  const rows: (PoolRow | undefined)[] = new Array(specs.length);
+  const rows: PoolRow[] = new Array(specs.length);
+  const report = (index: number, row: PoolRow): void => {
+    rows[index] = row;
+    try {
+      options.onResult?.(row);
+    } catch {
+      // A throwing callback must not lose the other jobs' results.
+    }
+  };
   let next = 0;
-  let remaining = specs.length;
-  const live = new Set<Worker>();
-
-  // Workers the pool ends itself once every job is done, so their exit is not reported as a death.
-  const stopping = new Set<Worker>();
-  return new Promise<ColumnTable>((resolve) => {
-    const finish = (index: number, row: PoolRow) => {
-      if (rows[index]) return;
-      rows[index] = row;
-      remaining--;
-      try {
-        options.onResult?.(row);
-      } catch {
-        // A throwing callback must not lose the other jobs' results.
-      }
-      if (remaining === 0) {
-        void Promise.all([...live].map((w) => (stopping.add(w), w.terminate()))).then(() => resolve(historyTable(rows as PoolRow[])));
-      }
-    };
-
-    const spawn = () => {
-      // execArgv [] so workers do not inherit the parent's `--import tsx`, which fails there on Node 20.
-      const worker = typescript
-        ? new Worker(tsBootstrap(script), { eval: true, workerData, execArgv: [] })
-        : new Worker(script, { workerData, execArgv: [] });
-      const threadId = worker.threadId;
-      live.add(worker);
-      options.onWorker?.({ type: "start", threadId });
-      let current: { index: number; started: number; timer?: NodeJS.Timeout } | undefined;
-      let crash: string | undefined;
-      let ended = false;
-
-      const take = () => {
-        if (next >= specs.length) {
-          // Nothing left to hand out: this worker's part is done.
-          ended = true;
-          void worker.terminate();
-          return;
-        }
+  // One lane per worker: it takes the next job, and starts a fresh thread whenever its last one ended.
+  const lane = async (): Promise<void> => {
+    let thread: JobThread | undefined;
+    try {
+      while (next < specs.length) {
         const index = next++;
-        current = { index, started: performance.now() };
-        if (timeout !== undefined) {
-          current.timer = setTimeout(() => {
-            crash = `timed out after ${timeout} s`;
-            void worker.terminate();
-          }, timeout * 1000);
+        const spec = specs[index] as TrainingJobSpec;
+        // Refused in the main thread, so a custom runner is confined too and no thread is spent on it.
+        const refused = outRoots && typeof spec?.outDir === "string" && typeof spec?.id === "string" ? confinement(spec, outRoots) : undefined;
+        if (refused) {
+          report(index, failedRow(spec, index, "error", refused, 0, 0));
+          continue;
         }
-        worker.postMessage({ type: "run", spec: specs[index] as TrainingJobSpec } satisfies ToWorker);
-      };
+        if (!thread?.alive) thread = new JobThread({ workerScript, ...(options.backend ? { backend: options.backend } : {}), ...(options.onWorker ? { onWorker: options.onWorker } : {}) });
+        const outcome: ThreadOutcome = await thread.run(spec, {
+          timeoutSeconds: jobTimeLimit(spec, timeout),
+          onProgress: (epoch, loss) => options.onProgress?.(String(spec.id), epoch, loss),
+          ...(outRoots ? { outRoots } : {}),
+        });
+        report(index, outcome.ok ? okRow(outcome.result, outcome.threadId) : failedRow(spec, index, outcome.kind, outcome.error, outcome.seconds, outcome.threadId));
+      }
+    } finally {
+      await thread?.close();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(requested, specs.length) }, lane));
+  return historyTable(rows);
+}
 
-      const settle = (row: (index: number, seconds: number) => PoolRow) => {
-        if (!current) return;
-        const { index, started, timer } = current;
-        clearTimeout(timer);
-        current = undefined;
-        finish(index, row(index, (performance.now() - started) / 1000));
-      };
-
-      worker.on("message", (msg: FromWorker) => {
-        if (msg.type === "progress") options.onProgress?.(msg.id, msg.epoch, msg.loss);
-        else if (msg.type === "done") {
-          settle(() => okRow(msg.result, threadId));
-          take();
-        } else if (msg.type === "failed") {
-          settle((i, s) => failedRow(specs[i], i, msg.error, s, threadId));
-          take();
-        }
-      });
-      worker.on("error", (err) => {
-        crash = `the worker crashed: ${err instanceof Error ? err.message : String(err)}`;
-      });
-      worker.on("exit", (code) => {
-        live.delete(worker);
-        options.onWorker?.({ type: "exit", threadId, code, requested: (ended || stopping.has(worker)) && crash === undefined });
-        if (current) {
-          const why = crash ?? `the worker exited with code ${code} during the job`;
-          settle((i, s) => failedRow(specs[i], i, why, s, threadId));
-          // Replace the lost worker while jobs are waiting.
-          if (next < specs.length) spawn();
-        }
-      });
-      take();
-    };
-
-    const count = Math.min(requested, specs.length);
-    for (let i = 0; i < count; i++) spawn();
-  });
+/** Why a job's model folder is refused by the output roots, or undefined when it is inside them. */
+function confinement(spec: TrainingJobSpec, roots: readonly string[]): string | undefined {
+  try {
+    confineOutDir(join(spec.outDir, spec.id), roots);
+    return undefined;
+  } catch (err) {
+    return `Job ${JSON.stringify(spec.id)}: ${(err as Error).message}`;
+  }
 }

@@ -4,7 +4,9 @@
  */
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import { initBackend, type BackendName } from "../backend/init.js";
-import { runTrainingJob, type TrainingJobResult, type TrainingJobSpec } from "./job.js";
+import * as tf from "@tensorflow/tfjs";
+import { backendHealthy, isOutOfMemory } from "./health.js";
+import { runTrainingJob, type RunJobOptions, type TrainingJobResult, type TrainingJobSpec } from "./job.js";
 
 /** What the pool passes to a new worker. */
 export interface PoolWorkerData {
@@ -15,16 +17,20 @@ export interface PoolWorkerData {
 }
 
 /** Messages from the pool to a worker. */
-export type ToWorker = { type: "run"; spec: TrainingJobSpec };
+export type ToWorker = { type: "run"; spec: TrainingJobSpec; outRoots?: string[] };
 
 /** Messages from a worker to the pool. */
 export type FromWorker =
   | { type: "progress"; id: string; epoch: number; loss: number }
   | { type: "done"; result: TrainingJobResult }
-  | { type: "failed"; id: string; error: string };
+  /**
+   * `kind` says whether memory ran out; `rebuild` that this thread's backend is no longer usable
+   * (out of memory, or a health check failed after the error), so the owner ends the thread.
+   */
+  | { type: "failed"; id: string; error: string; kind?: "error" | "outOfMemory"; rebuild?: boolean };
 
-/** Runs one job; the default is {@link runTrainingJob}. */
-export type JobRunner = (spec: TrainingJobSpec, onProgress: (epoch: number, loss: number) => void) => Promise<TrainingJobResult>;
+/** Runs one job; the default is {@link runTrainingJob}. `options` carries the owner's output roots. */
+export type JobRunner = (spec: TrainingJobSpec, onProgress: (epoch: number, loss: number) => void, options: RunJobOptions) => Promise<TrainingJobResult>;
 
 /**
  * Serve jobs from the pool on this worker thread. A custom worker script (the pool's `workerScript`
@@ -43,10 +49,16 @@ export function serveTrainingJobs(run: JobRunner = runTrainingJob): void {
     const id = String(msg.spec?.id);
     try {
       await ready;
-      const result = await run(msg.spec, (epoch, loss) => port.postMessage({ type: "progress", id, epoch, loss } satisfies FromWorker));
+      const result = await run(msg.spec, (epoch, loss) => port.postMessage({ type: "progress", id, epoch, loss } satisfies FromWorker), msg.outRoots ? { outRoots: msg.outRoots } : {});
       port.postMessage({ type: "done", result } satisfies FromWorker);
     } catch (err) {
-      port.postMessage({ type: "failed", id, error: err instanceof Error ? err.message : String(err) } satisfies FromWorker);
+      let error = err instanceof Error ? err.message : String(err);
+      const oom = isOutOfMemory(err);
+      // A custom runner's raw wasm error still says what happened and to which job.
+      if (oom && !/out of memory/i.test(error)) error = `Job ${JSON.stringify(id)} ran out of memory on the ${tf.getBackend()} backend: ${error}`;
+      // After running out of memory, or when the backend stopped computing, the next job would fail here too.
+      const rebuild = oom || !backendHealthy();
+      port.postMessage({ type: "failed", id, error, kind: oom ? "outOfMemory" : "error", ...(rebuild ? { rebuild } : {}) } satisfies FromWorker);
     }
   });
 }

@@ -1,10 +1,20 @@
 /**
  * The worker side of the distributed job queue: take training jobs from Redis (BullMQ), run each
- * with {@link runTrainingJob}, report progress, and hand a job back when shutting down early.
+ * with `runTrainingJob` on a worker thread of its own, report progress, and hand a job back
+ * when shutting down early.
+ *
+ * Why a thread: a job that exhausts the wasm heap leaves its TensorFlow.js backend broken for every
+ * later job, and a job past its time limit can only be stopped from outside. The thread is ended
+ * after such a job (or any job after which the backend fails a health check) and the next job gets a
+ * fresh one, so the process itself (its Redis connection, its locks) never runs training code.
  */
 import type { Job, Worker } from "bullmq";
 import { hostname } from "node:os";
-import { runTrainingJob, validateJobSpec, type TrainingJobResult, type TrainingJobSpec } from "../parallel/job.js";
+import { join } from "node:path";
+import { confineOutDir, defaultOutRoots } from "../parallel/confine.js";
+import { JobThread } from "../parallel/job-thread.js";
+import { validateJobSpec, type TrainingJobResult, type TrainingJobSpec } from "../parallel/job.js";
+import { DEFAULT_JOB_TIMEOUT_SECONDS, checkOutRoots, jobTimeLimit } from "../parallel/pool.js";
 import { DEFAULT_QUEUE_NAME, connectionOptions, describeConnection, loadBullMQ, probeRedis, type QueueConnection } from "./connection.js";
 
 /** What a worker sends with `job.updateProgress` while training. */
@@ -40,6 +50,19 @@ export interface StartWorkerOptions {
   connectTimeoutMs?: number;
   /** Minimum time between two progress reports of one job (default 250 ms; the last epoch is always sent). */
   progressEveryMs?: number;
+  /**
+   * Accept only jobs whose model folder resolves (after `..` and symlinks) under one of these
+   * folders; others fail at once, without retries. Default: `JOINTLY_OUT_ROOT` (`:`-separated),
+   * else the folder the worker was started in.
+   */
+  outRoots?: readonly string[];
+  /**
+   * Time limit of a job whose spec has no `timeoutSeconds`, in seconds (default 3600; `Infinity`
+   * for none). A job past its limit is stopped (its thread ended) and fails without retries.
+   */
+  jobTimeoutSeconds?: number;
+  /** A worker-thread script of one's own that calls `serveTrainingJobs(runner)` (default jointly's). */
+  workerScript?: string | URL;
 }
 
 /** A running worker. */
@@ -68,10 +91,12 @@ const RELEASED = Symbol("released");
 
 /**
  * Start a BullMQ worker that runs training jobs: each job's data is a {@link TrainingJobSpec}, run
- * with {@link runTrainingJob} (which saves the model to `join(outDir, id)`, atomically, so a retry
- * overwrites the same folder); its return value is the {@link TrainingJobResult}. A spec that is not
- * valid fails at once without retries. Logs `started job ID`, `finished job ID`, `failed job ID`.
- * Resolves once connected to Redis.
+ * with `runTrainingJob` on a worker thread (which saves the model to `join(outDir, id)`,
+ * atomically, so a retry overwrites the same folder); its return value is the
+ * {@link TrainingJobResult}. A spec that is not valid, a model folder outside `outRoots`, a job that
+ * runs out of memory and one past its time limit fail at once without retries; after the last two
+ * the job's thread is ended and the next job runs on a fresh one (see the module comment). Logs
+ * `started job ID`, `finished job ID`, `failed job ID`. Resolves once connected to Redis.
  */
 export async function startWorker(options: StartWorkerOptions): Promise<QueueWorker> {
   const { queueName = DEFAULT_QUEUE_NAME, concurrency = 1, lockDuration, stalledInterval, maxStalledCount, progressEveryMs = 250 } = options;
@@ -84,6 +109,16 @@ export async function startWorker(options: StartWorkerOptions): Promise<QueueWor
   const say = (line: string): void => log(`[worker ${name}] ${line}`);
   const connection = connectionOptions(options.connection);
   const running = new Set<string>();
+  const outRoots = checkOutRoots(options.outRoots, "startWorker") ?? defaultOutRoots();
+  const jobTimeout = options.jobTimeoutSeconds ?? DEFAULT_JOB_TIMEOUT_SECONDS;
+  if (typeof jobTimeout !== "number" || !(jobTimeout > 0)) throw new Error(`startWorker: jobTimeoutSeconds must be a number of seconds > 0 (Infinity for none), but got ${JSON.stringify(jobTimeout)}.`);
+  // Threads between jobs; one that ended (time limit, memory, crash) is dropped and the next job starts a fresh one.
+  const idle: JobThread[] = [];
+  const busy = new Set<JobThread>();
+  const takeThread = (): JobThread => {
+    for (let t = idle.pop(); t; t = idle.pop()) if (t.alive) return t;
+    return new JobThread(options.workerScript ? { workerScript: options.workerScript } : {});
+  };
   await probeRedis(options.connection, options.connectTimeoutMs ?? 10_000, "startWorker");
   const { UnrecoverableError, WaitingError, Worker } = await loadBullMQ();
 
@@ -96,7 +131,15 @@ export async function startWorker(options: StartWorkerOptions): Promise<QueueWor
       // A malformed spec fails the same way every time: do not spend retries on it.
       throw new UnrecoverableError(`job ${id}: ${(err as Error).message}`);
     }
-    say(`started job ${id} (attempt ${job.attemptsStarted}${job.opts.attempts ? ` of ${job.opts.attempts}` : ""}, ${spec.hyper.epochs} epochs)`);
+    let modelDir: string;
+    try {
+      modelDir = confineOutDir(join(spec.outDir, spec.id), outRoots);
+    } catch (err) {
+      // Another worker would refuse it too (or write where it should not): no retries.
+      throw new UnrecoverableError(`job ${id}: ${(err as Error).message}`);
+    }
+    const limit = jobTimeLimit(spec, jobTimeout);
+    say(`started job ${id} (attempt ${job.attemptsStarted}${job.opts.attempts ? ` of ${job.opts.attempts}` : ""}, ${spec.hyper.epochs} epochs, into ${modelDir}${Number.isFinite(limit) ? `, limit ${limit} s` : ""})`);
     running.add(id);
     let lastSent = 0;
     const onProgress = (epoch: number, loss: number): void => {
@@ -112,20 +155,33 @@ export async function startWorker(options: StartWorkerOptions): Promise<QueueWor
       if (signal?.aborted) resolve(RELEASED);
       signal?.addEventListener("abort", () => resolve(RELEASED), { once: true });
     });
-    const training = runTrainingJob(spec, onProgress);
+    const thread = takeThread();
+    busy.add(thread);
+    const training = thread.run(spec, { timeoutSeconds: limit, onProgress, outRoots });
     try {
       const outcome = await Promise.race([training, released]);
       if (outcome === RELEASED) {
-        // The training keeps going in the background until the process exits; its result is dropped.
-        training.catch(() => {});
+        // Stop the training now: its result would be dropped, and the thread is needed no more.
+        await thread.close();
         await job.moveToWait(token);
         say(`released job ${id} back to the queue`);
         throw new WaitingError();
       }
-      say(`finished job ${id} in ${outcome.seconds.toFixed(1)} s (${Object.entries(outcome.metrics).filter(([k]) => k !== "initHash").map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")})`);
-      return outcome;
+      if (!outcome.ok) {
+        // Out of memory and over time fail the same way on any worker: no retries. A crash or an error may pass.
+        if (outcome.kind === "outOfMemory" || outcome.kind === "timeout") {
+          say(`job ${id} ${outcome.kind === "timeout" ? "timed out" : "ran out of memory"}; its thread was ended, the next job gets a fresh one`);
+          throw new UnrecoverableError(`job ${id}: ${outcome.error}`);
+        }
+        throw new Error(outcome.error);
+      }
+      const result = outcome.result;
+      say(`finished job ${id} in ${result.seconds.toFixed(1)} s (${Object.entries(result.metrics).filter(([k]) => k !== "initHash").map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")})`);
+      return result;
     } finally {
       running.delete(id);
+      busy.delete(thread);
+      if (thread.alive) idle.push(thread);
     }
   };
 
@@ -163,6 +219,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<QueueWor
       const closing = worker.close();
       if (now) release();
       await closing;
+      // No job runs any more: end the threads (a released job's thread was ended already).
+      await Promise.all([...idle.splice(0), ...busy].map((t) => t.close()));
       say("closed");
     },
   };
