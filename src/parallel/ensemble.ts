@@ -15,6 +15,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../data/random.js";
+import { firstNonFinite, findBadGradient, multiIndex } from "../train/finite-checks.js";
 
 /** Activations an ensemble layer supports (applied after the bias, as `tf.layers.dense` does). */
 export type EnsembleActivation = "relu" | "tanh" | "sigmoid" | "linear";
@@ -188,7 +189,8 @@ export class VectorizedEnsemble {
 
   /**
    * One training step for every member: member i's loss on `x[i]`, `y[i]`, one optimizer update for
-   * all. Returns each member's loss (before the update). A non-finite loss throws before any update.
+   * all. Returns each member's loss (before the update). A non-finite loss, input, label or gradient
+   * throws before any update, naming the member (and the row and column, or the variable).
    *
    * @param x inputs `[M, batch, inputSize]`
    * @param y labels `[M, batch, outputSize]`
@@ -205,10 +207,26 @@ export class VectorizedEnsemble {
     }, vars);
     const losses = Array.from(perMember!.dataSync());
     tf.dispose([value, perMember!]);
+    const stepNo = this.steps + 1;
     const bad = losses.findIndex((v) => !Number.isFinite(v));
+    // x and y are scanned in place (finite-checks.ts): no kernel, about a nanosecond a value.
+    const data = dataProblem(x, y);
     if (bad >= 0) {
       tf.dispose(grads);
-      throw new Error(`VectorizedEnsemble step ${this.steps + 1}: member ${bad}'s ${this.loss} loss is ${losses[bad]}; no update was applied.`);
+      throw new Error(`VectorizedEnsemble step ${stepNo}: member ${bad}'s ${this.loss} loss is ${losses[bad]}; no update was applied.${data ? ` The cause: ${data}.` : ""}`);
+    }
+    if (data) {
+      tf.dispose(grads);
+      throw new Error(`VectorizedEnsemble step ${stepNo}: ${data}; no update was applied. Remove or impute the missing or infinite values.`);
+    }
+    const badGrad = findBadGradient(grads, vars);
+    if (badGrad) {
+      tf.dispose(grads);
+      // The leading axis of every stacked variable is the member.
+      throw new Error(
+        `VectorizedEnsemble step ${stepNo}: member ${badGrad.at[0]}'s gradient of "${badGrad.variable}" is ${badGrad.value} at [${badGrad.at.slice(1).join(", ")}] (its losses are finite); no update was applied. ` +
+          "A weight so large that its gradient overflows float32, or an infinite slope, gives this; lower the learning rate or rescale the data.",
+      );
     }
     this.optimizer.applyGradients(grads);
     tf.dispose(grads);
@@ -378,6 +396,17 @@ export class VectorizedEnsemble {
   }
 }
 
+/** "NaN at member 2, row 5, column 1 of x" for the first non-finite value of a step's x or y, or undefined. */
+function dataProblem(x: tf.Tensor3D, y: tf.Tensor3D): string | undefined {
+  for (const [name, t] of [["x", x], ["y", y]] as const) {
+    const found = firstNonFinite(t);
+    if (!found) continue;
+    const [member, row, column] = multiIndex(found.index, t.shape);
+    return `${found.value} at member ${member}, row ${row}, column ${column} of ${name}`;
+  }
+  return undefined;
+}
+
 function activate(z: tf.Tensor3D, activation: EnsembleActivation): tf.Tensor3D {
   switch (activation) {
     case "relu":
@@ -477,6 +506,15 @@ export function fitEnsemble(ensemble: VectorizedEnsemble, options: FitEnsembleOp
   if (!isPositiveInt(batchSize)) throw new Error(`fitEnsemble: batchSize must be an integer >= 1, but got ${batchSize}.`);
   const seed = options.seed ?? 1;
   if (!Number.isInteger(seed)) throw new Error(`fitEnsemble: seed must be an integer, but got ${seed}.`);
+
+  // Once per data set, before training: a NaN row fails here, named by its place in x or y, not a batch later.
+  for (const [name, t] of [["x", x], ["y", y]] as const) {
+    const found = firstNonFinite(t);
+    if (!found) continue;
+    const at = multiIndex(found.index, t.shape);
+    const where = perMember ? `member ${at[0]}, row ${at[1]}, column ${at[2]}` : `row ${at[0]}, column ${at[1]}`;
+    throw new Error(`fitEnsemble: ${found.value} at ${where} of ${name}, checked before training; nothing was trained. Remove or impute the missing or infinite values.`);
+  }
 
   const shuffle = options.shuffle ?? true;
   // One generator per member, drawn one epoch at a time (all epochs up front would be M x epochs x rows numbers).

@@ -15,6 +15,7 @@ import { OptimizerGroups } from "./optimizer-groups.js";
 import { variableGradsShared } from "../layers/step-cache.js";
 import type { Schedule } from "./schedules.js";
 import { freeOnFailure } from "./step-scope.js";
+import { checkBatchFinite, checkGradientsFinite, dataProblemIn, genericBatchItems } from "./finite-checks.js";
 
 /** Named outputs of one forward pass of all the models, e.g. `{ a: A(x), b: B(A(x)) }`. */
 export type ForwardFn<B> = (batch: B, training: boolean) => Record<string, tf.Tensor>;
@@ -114,7 +115,8 @@ type Objective = (outputs: Record<string, tf.Tensor>) => { total: tf.Scalar; par
 
 /**
  * One optimisation step: a fresh forward pass inside the gradient tape, the objective, gradients for
- * `vars` only, a finiteness check (no update if any loss is NaN or infinite), then the update.
+ * `vars` only, finiteness checks (no update if any loss, batch tensor or gradient holds NaN or
+ * ±Infinity; see finite-checks.ts), then the update.
  * Written with plain loops and pair lists: it runs every step, and its bookkeeping is a measurable
  * part of a small model's step.
  */
@@ -176,9 +178,12 @@ function stepBody<B>(
   value.dispose();
   if (bad !== undefined || !Number.isFinite(total)) {
     tf.dispose(result.grads);
-    throw new Error(`${what}: the loss ${bad !== undefined ? `"${bad}" is ${losses[bad]}` : `total is ${total}`} at step ${stepNo}; no update was applied.`);
+    const cause = dataProblemIn(genericBatchItems(batch));
+    throw new Error(`${what}: the loss ${bad !== undefined ? `"${bad}" is ${losses[bad]}` : `total is ${total}`} at step ${stepNo}; no update was applied.${cause ? ` The cause: ${cause} in this batch.` : ""}`);
   }
   try {
+    checkBatchFinite(what, stepNo, genericBatchItems(batch));
+    checkGradientsFinite(what, stepNo, result.grads, vars);
     groups.apply(result.grads);
   } finally {
     tf.dispose(result.grads);

@@ -7,6 +7,7 @@ import { inNotebook, liveChart } from "../charts/show.js";
 import { Rng } from "../data/random.js";
 import { batchRows, gatherInputs, type Inputs } from "./model.js";
 import { isMainThread } from "node:worker_threads";
+import { checkDataFinite } from "./finite-checks.js";
 import { JointTrainer, type Evaluation, type JointTrainerOptions } from "./joint-trainer.js";
 import { formatNumber, ProgressPrinter, type Verbosity } from "./progress.js";
 import type { DiagnosticsTables } from "./diagnostics.js";
@@ -384,6 +385,8 @@ function prepareData(trainer: JointTrainer, data: { x?: unknown; y?: unknown; ma
         : `fit: ${where} is 0 on all ${rows} rows: task "${task}" has no labelled row and cannot be trained. Give it labelled rows, or remove it from the trainer's tasks.`);
     }
   }
+  // NaN or ±Infinity in the data, named by place, row and column before any epoch (finite-checks.ts).
+  checkDataFinite("fit", [...parts.map(([name, tensor]) => ({ name, tensor })), ...Object.entries(y).map(([k, tensor]) => ({ name: place(prefix, "y", k), tensor, ...(masks?.[k] ? { mask: masks[k] } : {}) }))]);
   return masks ? { x: inputs, y, masks, rows } : { x: inputs, y, rows };
 }
 

@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { trainable, uniqueVariables, type Inputs, type Trainable } from "./model.js";
 import { checkLabels, checkMasks, checkWeight, resolveTasks, taskError, type ResolvedTask, type Task } from "./tasks.js";
 import { checkStepBatch, freeOnFailure } from "./step-scope.js";
+import { batchItems, checkBatchFinite, checkGradientsFinite, dataProblemIn, firstNonFinite, multiIndex, type BadGradient } from "./finite-checks.js";
 import { computeMetric } from "./metrics.js";
 import { OptimizerGroups } from "./optimizer-groups.js";
 import { aggregate, aggregatorNames, aggregators, GradVac, type Aggregation, type AggregatorName } from "../aggregation/index.js";
@@ -398,24 +399,82 @@ export class JointTrainer {
     }
   }
 
-  /** Throw (naming step, task and last finite value) if a loss is NaN or infinite; nothing has been applied yet. */
-  private checkFinite(values: ArrayLike<number>, stepNo: number): void {
+  /**
+   * Throw (naming step, task and last finite value) if a loss is NaN or infinite; nothing has been
+   * applied yet. With the step's batch, a NaN or ±Infinity in its inputs or labels is named as the
+   * cause (scanned only then).
+   */
+  private checkFinite(values: ArrayLike<number>, stepNo: number, batch?: StepBatch): void {
     this.tasks.forEach((t, i) => {
       const v = values[i] as number;
       if (Number.isFinite(v)) return;
       const last = this.lastFinite.get(t.name);
+      const cause = batch && dataProblemIn(batchItems(batch.inputs, batch.labels, batch.masks));
       throw new Error(
         `Task "${t.name}": the loss is ${v} at step ${stepNo}` +
           (last ? ` (last finite value ${last.value} at step ${last.step})` : " (no finite value seen yet)") +
-          "; no update was applied. Lower the learning rate, check the labels for NaN, or clip gradients.",
+          (cause ? `; no update was applied. The cause: ${cause} in this batch; remove or impute such values, or mask that row's label.` : "; no update was applied. Lower the learning rate, check the labels for NaN, or clip gradients."),
       );
     });
   }
 
-  private checkFiniteRows(rows: number[][], stepNo: number): void {
+  /** Throw if a row of J (a task's gradient) holds NaN or ±Infinity, naming the task and, where it can, the input or variable. */
+  private checkFiniteRows(rows: number[][], stepNo: number, batch?: StepBatch, over?: readonly tf.Variable[]): void {
     rows.forEach((row, i) => {
-      if (!row.every(Number.isFinite)) throw new Error(`Task "${(this.tasks[i] as ResolvedTask).name}": its gradient is not finite at step ${stepNo}; no update was applied.`);
+      const k = row.findIndex((x) => !Number.isFinite(x));
+      if (k < 0) return;
+      let where = "";
+      if (over) {
+        // Map J's column back to its variable (J's columns are the shared variables, flattened in order).
+        let start = 0;
+        const v = over.find((x) => (k < start + x.size ? true : ((start += x.size), false)));
+        if (v && batch) where = this.gradientCause(v, k - start, batch);
+      } else if (batch) {
+        const cause = dataProblemIn(batchItems(batch.inputs, batch.labels, batch.masks));
+        if (cause) where = `: ${cause} in this batch`;
+      }
+      throw new Error(`Task "${(this.tasks[i] as ResolvedTask).name}": its gradient is not finite at step ${stepNo}${where}; no update was applied.`);
     });
+  }
+
+  /** ": the gradient of "v" is not finite at [i, j] (the cause: NaN at row 3, column 2 of the input "x" in this batch)" for a task's bad gradient value. */
+  private gradientCause(v: tf.Variable, flat: number, batch: StepBatch): string {
+    const cause = dataProblemIn(batchItems(batch.inputs, batch.labels, batch.masks));
+    return `: the gradient of "${v.name}" is not finite at [${multiIndex(flat, v.shape).join(", ")}]${cause ? ` (the cause: ${cause} in this batch)` : ""}`;
+  }
+
+  /**
+   * The last check before an update: the batch's inputs and labels finite (masked-out label rows
+   * excepted), then every gradient finite; throws naming the step, the input or the variable (and
+   * the task it came from, found by one pass per task, only then). Nothing is applied on a throw.
+   */
+  private guard(stepNo: number, grads: tf.NamedTensorMap, batch: StepBatch): void {
+    checkBatchFinite("JointTrainer.step", stepNo, batchItems(batch.inputs, batch.labels, batch.masks));
+    checkGradientsFinite("JointTrainer", stepNo, grads, this.vars, (bad) => this.blame(bad, batch));
+  }
+
+  /**
+   * Which term a bad gradient came from: each task's loss (on its own forward pass) and the penalty
+   * are differentiated with respect to that variable alone, and the first whose gradient is not
+   * finite is named. Runs only when a step has already failed.
+   */
+  private blame(bad: BadGradient, batch: StepBatch): string | undefined {
+    const v = this.vars.find((x) => x.name === bad.variable);
+    if (!v) return undefined;
+    const terms: [string, () => tf.Scalar][] = this.tasks.map((t, i) => [`from task "${t.name}"`, () => this.taskLoss(i, this.model.forward(batch.inputs, true), batch.labels, batch.masks)]);
+    if (this.penalty) terms.push(["from the penalty", () => this.callPenalty()]);
+    for (const [name, f] of terms) {
+      try {
+        const { value, grads } = tf.variableGrads(f, [v]);
+        const g = grads[v.name];
+        const nonFinite = g !== undefined && firstNonFinite(g) !== undefined;
+        tf.dispose([value, ...Object.values(grads)]);
+        if (nonFinite) return name;
+      } catch {
+        // The term does not reach the variable: not the culprit.
+      }
+    }
+    return undefined;
   }
 
   /**
@@ -467,14 +526,18 @@ export class JointTrainer {
     const shared = this.shared as tf.Variable[];
     const per = perTaskVariableGrads((i) => this.taskLoss(i, this.taskForward(i, inputs), labels, masks), this.tasks.length, shared, upstream ? { upstream } : {});
     try {
-      this.checkFinite(per.losses, stepNo);
+      this.checkFinite(per.losses, stepNo, { inputs, labels, masks });
       return per.grads.map((g, i) => {
         let a = 0;
         for (const v of shared) {
           const d = (g[v.name] as tf.Tensor).dataSync();
           for (let k = 0; k < d.length; k++) a += (d[k] as number) * (d[k] as number);
         }
-        if (!Number.isFinite(a)) throw new Error(`Task "${(this.tasks[i] as ResolvedTask).name}": its gradient is not finite at step ${stepNo}; no update was applied.`);
+        if (!Number.isFinite(a)) {
+          const v = shared.find((x) => firstNonFinite(g[x.name] as tf.Tensor) !== undefined);
+          const where = v ? this.gradientCause(v, firstNonFinite(g[v.name] as tf.Tensor)!.index, { inputs, labels, masks }) : "";
+          throw new Error(`Task "${(this.tasks[i] as ResolvedTask).name}": its gradient is not finite at step ${stepNo}${where}; no update was applied.`);
+        }
         return Math.sqrt(a);
       });
     } finally {
@@ -515,8 +578,8 @@ export class JointTrainer {
       const { J, losses } = this.jacobian(inputs, labels, masks);
       const rowsJ = J.arraySync();
       J.dispose();
-      this.checkFinite(losses, stepNo);
-      this.checkFiniteRows(rowsJ, stepNo);
+      this.checkFinite(losses, stepNo, { inputs, labels, masks });
+      this.checkFiniteRows(rowsJ, stepNo, { inputs, labels, masks }, this.mode === "parameters" ? this.shared : undefined);
       unweightedNorms = gradientNorms(rowsJ);
       if (this.diagnosticsDue(stepNo)) diagnostics = this.recorder!.record(stepNo, rowsJ);
     }
@@ -570,8 +633,9 @@ export class JointTrainer {
           upstream?.dispose();
         }
       }
-      this.checkFinite(values, stepNo);
+      this.checkFinite(values, stepNo, { inputs, labels, masks });
       if (penalty !== undefined && !Number.isFinite(penalty)) throw new Error(`JointTrainer: the penalty is ${penalty} at step ${stepNo}; no update was applied.`);
+      this.guard(stepNo, grads, { inputs, labels, masks });
       this.groups.apply(grads);
     } finally {
       tf.dispose(grads);
@@ -625,9 +689,9 @@ export class JointTrainer {
         const per = perTaskVariableGrads((i) => this.taskLoss(i, this.model.forward(inputs, true), labels, masks), T, this.vars);
         try {
           values = per.losses;
-          this.checkFinite(values, stepNo);
+          this.checkFinite(values, stepNo, { inputs, labels, masks });
           const rowsJ = tf.tidy(() => gradientMatrix(per.grads, shared).arraySync());
-          this.checkFiniteRows(rowsJ, stepNo);
+          this.checkFiniteRows(rowsJ, stepNo, { inputs, labels, masks }, shared);
           if (this.diagnosticsDue(stepNo)) diagnostics = this.recorder!.record(stepNo, rowsJ);
           const a = aggregateRows(rowsJ);
           implied = a.weights;
@@ -657,9 +721,9 @@ export class JointTrainer {
         let c: number[];
         try {
           values = r.losses;
-          this.checkFinite(values, stepNo);
+          this.checkFinite(values, stepNo, { inputs, labels, masks });
           const rowsJ = r.J.arraySync();
-          this.checkFiniteRows(rowsJ, stepNo);
+          this.checkFiniteRows(rowsJ, stepNo, { inputs, labels, masks });
           if (this.diagnosticsDue(stepNo)) diagnostics = this.recorder!.record(stepNo, rowsJ);
           const a = aggregateRows(rowsJ);
           implied = a.weights;
@@ -694,6 +758,7 @@ export class JointTrainer {
         }
       }
       if (penalty !== undefined && !Number.isFinite(penalty)) throw new Error(`JointTrainer: the penalty is ${penalty} at step ${stepNo}; no update was applied.`);
+      this.guard(stepNo, grads, { inputs, labels, masks });
       this.groups.apply(grads);
     } finally {
       tf.dispose(grads);

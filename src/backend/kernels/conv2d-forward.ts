@@ -19,7 +19,7 @@ import type { NativeKernels } from "../native.js";
 import { byteOffset, dataOf, prod, type WasmBackend } from "../wasm-internals.js";
 import { conv2DForwardLoop } from "./conv-loops.js";
 import { forwardInfo, geometry, heapF32, heapView, inNhwc, nhwcShape, xnnConv2d, xnnForwardPads, type ConvAttrs } from "./conv-util.js";
-import { applyActivation, FUSABLE_ACTIVATION } from "./fusable-activation.js";
+import { applyActivation, clampDropsNaN, FUSABLE_ACTIVATION } from "./fusable-activation.js";
 
 /** The bias and activation fused into a forward convolution. */
 export interface ConvEpilogue {
@@ -79,11 +79,15 @@ export function conv2dForward(
       }
       const pads = prod(x.shape) > 0 ? xnnForwardPads(info) : undefined;
       if (pads !== undefined) {
-        return xnnConv2d(
+        // XNNPACK's relu/relu6 clamp turns NaN into 0: run it linear and keep NaN as the cpu backend does.
+        const after = clampDropsNaN(epi.activation);
+        const out = xnnConv2d(
           wasm, xh!, filter,
           pads,
-          { biasId: bias === undefined ? 0 : dataOf(wasm, bias).id, activation: epi.activation, preluId: epi.prelu === undefined ? 0 : dataOf(wasm, epi.prelu).id, leakyreluAlpha: epi.leakyreluAlpha },
+          { biasId: bias === undefined ? 0 : dataOf(wasm, bias).id, activation: after ? FUSABLE_ACTIVATION.linear : epi.activation, preluId: epi.prelu === undefined ? 0 : dataOf(wasm, epi.prelu).id, leakyreluAlpha: epi.leakyreluAlpha },
         );
+        if (after) applyActivation(heapView(wasm, out), epi.activation, 0);
+        return out;
       }
       const out = wasm.makeOutput(outShape, "float32");
       const y = heapView(wasm, out);

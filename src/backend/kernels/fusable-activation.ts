@@ -21,8 +21,18 @@ export function fusableActivation(name: string | undefined): number | undefined 
 }
 
 /**
+ * True for the activations XNNPACK's epilogue (and the stock wasm kernels' slow loops) computes as a
+ * clamp, which turns NaN into 0 (`max(NaN, 0)` is 0 there): relu and relu6. Callers without the addon
+ * run the product linear and then {@link applyActivation}, which keeps NaN as tfjs's cpu backend does.
+ */
+export function clampDropsNaN(activation: number): boolean {
+  return activation === FUSABLE_ACTIVATION.relu || activation === FUSABLE_ACTIVATION.relu6;
+}
+
+/**
  * Applies a fused activation in place, as the wasm backend's epilogue does: prelu multiplies a
  * negative value at flat index i by weights[i mod weights.length] (the weights tiled over the output).
+ * NaN stays NaN and -0 becomes 0 for relu and relu6, as tfjs's cpu backend's Math.max(0, x).
  */
 export function applyActivation(values: Float32Array, activation: number, leakyreluAlpha: number, preluWeights?: Float32Array): void {
   const n = values.length;
@@ -30,7 +40,8 @@ export function applyActivation(values: Float32Array, activation: number, leakyr
     case FUSABLE_ACTIVATION.linear:
       return;
     case FUSABLE_ACTIVATION.relu:
-      for (let i = 0; i < n; i++) if (values[i]! < 0) values[i] = 0;
+      // `v <= 0` is false for NaN, so a NaN is left as it is; -0 becomes 0 as in Math.max(0, -0).
+      for (let i = 0; i < n; i++) if (values[i]! <= 0) values[i] = 0;
       return;
     case FUSABLE_ACTIVATION.relu6:
       for (let i = 0; i < n; i++) values[i] = Math.min(6, Math.max(0, values[i]!));
