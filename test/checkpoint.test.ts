@@ -15,6 +15,10 @@ import { fit, FitError } from "../src/train/fit.js";
 import { initBackend } from "../src/backend/init.js";
 import { decodeCheckpoint, encodeCheckpoint, parseExact, stringifyExact } from "../src/train/checkpoint.js";
 import { Rng } from "../src/data/random.js";
+import { AlternatingTrainer } from "../src/train/alternating.js";
+import { cosineDecay } from "../src/train/schedules.js";
+import { loadAlternatingCheckpoint, loadEnsembleCheckpoint, saveAlternatingCheckpoint, saveEnsembleCheckpoint } from "../src/train/loop-checkpoint.js";
+import { VectorizedEnsemble, fitEnsemble } from "../src/parallel/ensemble.js";
 import { makeRun, runKinds, weightBytes, type RunKind } from "./fixtures/checkpoint-run.js";
 
 await initBackend({ report: false });
@@ -129,12 +133,12 @@ test("resume: true starts afresh without a checkpoint; resume with other setting
   rmSync(dir, { recursive: true, force: true });
 });
 
-test("SIGKILL at random moments, resumed each time: final weights bit-identical to the uninterrupted run, same history", { timeout: 240_000 }, async () => {
+test("SIGKILL at random moments, resumed each time: final weights bit-identical to the uninterrupted run, same history", { timeout: 240_000 }, async (t) => {
   const dir = tmp();
   const out = path.join(dir, "result");
   const child = path.join(here, "fixtures", "checkpoint-child.ts");
   const runChild = (killAfterMs?: number) => new Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }>((resolve) => {
-    const p = spawn(process.execPath, ["--import", "tsx", child, path.join(dir, "ckpt"), out, "dwa", "30"], { stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(process.execPath, ["--import", "tsx", child, path.join(dir, "ckpt"), out, "dwa", "80"], { stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
     p.stderr.on("data", (d) => (stderr += String(d)));
     p.stdout.on("data", (d) => {
@@ -150,25 +154,100 @@ test("SIGKILL at random moments, resumed each time: final weights bit-identical 
   while (!finished) {
     runs++;
     assert.ok(runs < 20, "the run did not finish after 20 starts");
-    const r = await runChild(kills < 5 ? 50 + rng.int(900) : undefined);
+    // Delays summing to less than the run's training time (about 3.5 s with its saves), so each kill lands.
+    const r = await runChild(kills < 5 ? 30 + rng.int(400) : undefined);
     if (r.signal === "SIGKILL") kills++;
     else {
       assert.equal(r.code, 0, `the child failed: ${r.stderr}`);
+      assert.equal(kills, 5, `the run finished after ${kills} kills, before the next kill landed`);
       finished = true;
     }
   }
   assert.equal(kills, 5);
   const result = JSON.parse(readFileSync(out, "utf8")) as { weights: string; history: unknown[]; steps: unknown[]; resumedFrom: number };
-  const ref = await uninterrupted("dwa", 30);
+  const ref = await uninterrupted("dwa", 80);
   assert.deepEqual(result.history, ref.history);
   assert.deepEqual(result.steps, ref.steps);
   assert.ok(Buffer.from(result.weights, "base64").equals(ref.weights), "weights differ from the uninterrupted run");
   // Kills landed after some checkpoints: the final start resumed from a later epoch than 0.
   assert.ok(result.resumedFrom > 0, `the last start resumed from epoch ${result.resumedFrom}`);
+  const starts = readFileSync(`${out}.starts`, "utf8").trim().split("\n").map((l) => l.split(" ").map(Number) as [number, number]);
+  t.diagnostic(`${kills} kills; the starts resumed from (epochs completed, steps): ${starts.map(([e, s]) => `(${e}, ${s})`).join(" ")}`);
+  // Saved steps only grow from start to start (a kill never loses a completed save).
+  assert.ok(starts.every(([, s], i) => i === 0 || s >= starts[i - 1]![1]));
   // Leftovers of the killed saves were cleaned by the next save: one version, no temporary folders.
   const left = readdirSync(path.join(dir, "ckpt")).sort();
   assert.equal(left.filter((f) => f.startsWith("v-")).length, 1, `left in the checkpoint folder: ${left.join(", ")}`);
   assert.deepEqual(left.filter((f) => f.startsWith(".tmp-") || f.startsWith(".trash-")), [], `left in the checkpoint folder: ${left.join(", ")}`);
   assert.ok(existsSync(out));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("AlternatingTrainer: save after 7 steps (mid-turn), load into a fresh trainer, 13 more steps: bit-identical to 20 steps straight", async () => {
+  const { x, y } = tf.tidy(() => {
+    const x = tf.randomNormal([32, 3], 0, 1, "float32", 4) as tf.Tensor2D;
+    return { x, y: tf.sum(tf.square(x), 1, true) as tf.Tensor2D };
+  });
+  const build = () => {
+    const A = tf.sequential({ layers: [tf.layers.dense({ inputShape: [3], units: 6, activation: "tanh", kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) })] });
+    const B = tf.sequential({ layers: [tf.layers.dense({ inputShape: [6], units: 1, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) })] });
+    const oa = tf.train.adam(0.03), ob = tf.train.rmsprop(0.01);
+    const trainer = new AlternatingTrainer<{ x: tf.Tensor; y: tf.Tensor }>({
+      forward: (b, training) => ({ out: B.apply(A.apply(b.x, { training }) as tf.Tensor, { training }) as tf.Tensor }),
+      turns: [
+        { name: "A", variables: A, loss: (o, b) => tf.losses.meanSquaredError(b.y, o.out!) as tf.Scalar, optimizer: oa, steps: 3, schedule: cosineDecay({ lr: 0.03, steps: 20 }) },
+        { name: "B", variables: B, loss: (o, b) => tf.losses.meanSquaredError(b.y, o.out!) as tf.Scalar, optimizer: ob, steps: 2 },
+      ],
+    });
+    const bytes = () => Buffer.concat([...A.weights, ...B.weights].map((w) => Buffer.from((w.read().dataSync() as Float32Array).buffer)));
+    return { trainer, bytes, dispose: () => { oa.dispose(); ob.dispose(); A.dispose(); B.dispose(); } };
+  };
+  const batch = { x, y };
+  const straight = build();
+  const lossesStraight = Array.from({ length: 20 }, () => straight.trainer.step(batch).total);
+  const want = straight.bytes();
+  straight.dispose();
+  const dir = tmp();
+  const first = build();
+  const lossesFirst = Array.from({ length: 7 }, () => first.trainer.step(batch).total);
+  await saveAlternatingCheckpoint(dir, first.trainer as AlternatingTrainer<unknown>, { loop: { done: 7 } });
+  first.dispose();
+  const second = build();
+  const loop = await loadAlternatingCheckpoint<{ done: number }>(dir, second.trainer as AlternatingTrainer<unknown>);
+  assert.deepEqual(loop, { done: 7 });
+  assert.equal(second.trainer.stepCount, 7);
+  // Steps 6 and 7 were A's (A 3, B 2, A 3, ...): the resumed trainer is one step from the end of that turn.
+  assert.equal(second.trainer.currentTurn, "A");
+  assert.equal(second.trainer.exportState().inTurn, 2);
+  const lossesSecond = Array.from({ length: 13 }, () => second.trainer.step(batch).total);
+  assert.deepEqual([...lossesFirst, ...lossesSecond], lossesStraight);
+  assert.ok(second.bytes().equals(want), "the resumed alternating run's weights differ");
+  second.dispose();
+  tf.dispose([x, y]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("VectorizedEnsemble: fitEnsemble 3 epochs, save, load into a fresh ensemble, 3 more: bit-identical to 6 epochs (unshuffled)", async () => {
+  const x = tf.randomNormal([4, 24, 3], 0, 1, "float32", 8) as tf.Tensor3D;
+  const y = tf.tidy(() => tf.sum(x, 2, true)) as tf.Tensor3D;
+  const make = () => new VectorizedEnsemble({ members: 4, inputSize: 3, layers: [{ units: 5, activation: "tanh" }, { units: 1 }], baseSeed: 3, optimizer: "adam", learningRate: 0.02 });
+  const bytes = (e: VectorizedEnsemble) => Buffer.concat(e.variables.map((v) => Buffer.from((v.dataSync() as Float32Array).buffer)));
+  const straight = make();
+  const all = fitEnsemble(straight, { x, y, epochs: 6, batchSize: 8, shuffle: false });
+  const want = bytes(straight);
+  straight.dispose();
+  const dir = tmp();
+  const first = make();
+  const a = fitEnsemble(first, { x, y, epochs: 3, batchSize: 8, shuffle: false });
+  await saveEnsembleCheckpoint(dir, first, { loop: { epochs: 3 } });
+  first.dispose();
+  const second = make();
+  assert.deepEqual(await loadEnsembleCheckpoint(dir, second), { epochs: 3 });
+  assert.equal(second.stepCount, 9);
+  const b = fitEnsemble(second, { x, y, epochs: 3, batchSize: 8, shuffle: false });
+  assert.deepEqual([...a, ...b].map((r) => r.loss), all.map((r) => r.loss));
+  assert.ok(bytes(second).equals(want), "the resumed ensemble's weights differ");
+  second.dispose();
+  tf.dispose([x, y]);
   rmSync(dir, { recursive: true, force: true });
 });

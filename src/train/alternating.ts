@@ -267,6 +267,29 @@ export class AlternatingTrainer<B> {
     return Object.assign({}, ...this.turns.map((t) => t.groups.learningRates()));
   }
 
+  /** Where the schedule stands (steps taken, the current turn and steps into it), for checkpoints. */
+  exportState(): { steps: number; turnIndex: number; inTurn: number; turns: string[] } {
+    return { steps: this.steps, turnIndex: this.turnIndex, inTurn: this.inTurn, turns: this.turns.map((t) => t.spec.name) };
+  }
+
+  /** Put back a state from {@link AlternatingTrainer.exportState} (same turns, in the same order). */
+  importState(state: { steps: number; turnIndex: number; inTurn: number; turns: string[] }): void {
+    const names = this.turns.map((t) => t.spec.name);
+    if (JSON.stringify(state?.turns) !== JSON.stringify(names)) throw new Error(`AlternatingTrainer.importState: the state is of turns ${JSON.stringify(state?.turns)}, but this trainer has ${JSON.stringify(names)}.`);
+    const int = (v: unknown, max: number, what: string) => {
+      if (typeof v !== "number" || !Number.isInteger(v) || v < 0 || v >= max) throw new Error(`AlternatingTrainer.importState: ${what} must be an integer in [0, ${max}), but got ${String(v)}.`);
+      return v;
+    };
+    this.steps = int(state.steps, Number.MAX_SAFE_INTEGER, "steps");
+    this.turnIndex = int(state.turnIndex, this.turns.length, "turnIndex");
+    this.inTurn = int(state.inTurn, this.turns[this.turnIndex]!.steps, "inTurn");
+  }
+
+  /** Each turn's variables and optimizer group, for checkpoints (see `saveAlternatingCheckpoint`). */
+  turnParts(): { name: string; variables: tf.Variable[]; groups: OptimizerGroups }[] {
+    return this.turns.map((t) => ({ name: t.spec.name, variables: [...t.vars], groups: t.groups }));
+  }
+
   /** One step of the current turn on a fresh forward pass; then the schedule moves on. */
   step(batch: B): MultiStepResult {
     const t = this.turns[this.turnIndex]!;
