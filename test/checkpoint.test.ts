@@ -203,6 +203,7 @@ test("AlternatingTrainer: save after 7 steps (mid-turn), load into a fresh train
     return { trainer, bytes, dispose: () => { oa.dispose(); ob.dispose(); A.dispose(); B.dispose(); } };
   };
   const batch = { x, y };
+  const before = tf.memory().numTensors;
   const straight = build();
   const lossesStraight = Array.from({ length: 20 }, () => straight.trainer.step(batch).total);
   const want = straight.bytes();
@@ -223,6 +224,7 @@ test("AlternatingTrainer: save after 7 steps (mid-turn), load into a fresh train
   assert.deepEqual([...lossesFirst, ...lossesSecond], lossesStraight);
   assert.ok(second.bytes().equals(want), "the resumed alternating run's weights differ");
   second.dispose();
+  assert.equal(tf.memory().numTensors, before, "tensors left behind");
   tf.dispose([x, y]);
   rmSync(dir, { recursive: true, force: true });
 });
@@ -232,6 +234,7 @@ test("VectorizedEnsemble: fitEnsemble 3 epochs, save, load into a fresh ensemble
   const y = tf.tidy(() => tf.sum(x, 2, true)) as tf.Tensor3D;
   const make = () => new VectorizedEnsemble({ members: 4, inputSize: 3, layers: [{ units: 5, activation: "tanh" }, { units: 1 }], baseSeed: 3, optimizer: "adam", learningRate: 0.02 });
   const bytes = (e: VectorizedEnsemble) => Buffer.concat(e.variables.map((v) => Buffer.from((v.dataSync() as Float32Array).buffer)));
+  const before = tf.memory().numTensors;
   const straight = make();
   const all = fitEnsemble(straight, { x, y, epochs: 6, batchSize: 8, shuffle: false });
   const want = bytes(straight);
@@ -248,6 +251,33 @@ test("VectorizedEnsemble: fitEnsemble 3 epochs, save, load into a fresh ensemble
   assert.deepEqual([...a, ...b].map((r) => r.loss), all.map((r) => r.loss));
   assert.ok(bytes(second).equals(want), "the resumed ensemble's weights differ");
   second.dispose();
+  assert.equal(tf.memory().numTensors, before, "tensors left behind");
   tf.dispose([x, y]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("what cannot be saved is said: Adamax is refused by name; a hand-made weighting without exportState is saved without its state, with one warning", async () => {
+  const dir = tmp();
+  const run = makeRun("dwa", 2);
+  const opts = run.options.trainer as import("../src/train/joint-trainer.js").JointTrainerOptions;
+  const adamax = tf.train.adamax(0.01);
+  let epochs = 0;
+  await assert.rejects(fit({ ...run.options, trainer: { ...opts, optimizer: adamax }, checkpoint: { dir }, onEpochEnd: () => void epochs++ }), /^Error: fit: checkpoint: the optimizer Adamax cannot be checkpointed \(its state is not readable through getWeights\); use one of SGD, Momentum, Adam, RMSProp, Adagrad, Adadelta, FusedAdam, FusedSGD\.$/);
+  assert.equal(epochs, 0, "training started before the optimizer was checked");
+  adamax.dispose();
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => warnings.push(w);
+  process.on("warning", onWarning);
+  try {
+    const halves = { name: "halves", numTasks: 2, weights: () => [0.5, 0.5], update: () => {} };
+    await fit({ ...run.options, trainer: { ...opts, weighting: halves }, checkpoint: { dir } });
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    process.off("warning", onWarning);
+  }
+  const partial = warnings.filter((w) => (w as { code?: string }).code === "JOINTLY_CHECKPOINT_PARTIAL");
+  assert.equal(partial.length, 1);
+  assert.match(partial[0]!.message, /checkpoint: not saved: weighting "halves" \(it has no exportState\)/);
+  run.dispose();
   rmSync(dir, { recursive: true, force: true });
 });

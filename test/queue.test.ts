@@ -19,6 +19,8 @@ import {
 } from "../src/queue/index.js";
 
 const REPO = new URL("..", import.meta.url).pathname;
+// The producer (and the workers) accept output folders only under JOINTLY_OUT_ROOT, else the current folder.
+process.env.JOINTLY_OUT_ROOT ??= tmpdir();
 
 /** A worker CLI in a child process, with its log lines. */
 interface WorkerProcess {

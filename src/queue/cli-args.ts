@@ -6,7 +6,10 @@ import type { StartWorkerOptions } from "./worker.js";
 /** The worker's usage text. */
 export const WORKER_USAGE = `usage: npm run worker -- [--redis redis://HOST:6379] [--queue ${DEFAULT_QUEUE_NAME}] [--concurrency N]
        [--lock-duration MS] [--stalled-interval MS] [--max-stalled N] [--name NAME] [--grace MS]
-  --redis             Redis URL (default: $JOINTLY_REDIS_URL, else redis://127.0.0.1:6379)
+       [--tls-ca FILE] [--redis-checks refuse|warn]
+  --redis             Redis URL, redis://:PASSWORD@HOST:6379 (default: $JOINTLY_REDIS_URL, else redis://127.0.0.1:6379)
+  --tls-ca            PEM file with the CA of a rediss:// server's certificate (default: $JOINTLY_REDIS_TLS_CA)
+  --redis-checks      refuse (default): do not start unless Redis has maxmemory-policy noeviction; warn: only warn
   --queue             queue name (default: $JOINTLY_QUEUE, else ${DEFAULT_QUEUE_NAME})
   --concurrency       jobs at once in this process (default 1)
   --lock-duration     ms a job's lock lasts without renewal (default 30000)
@@ -44,6 +47,8 @@ export function parseWorkerArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
         "max-stalled": { type: "string" },
         name: { type: "string" },
         grace: { type: "string" },
+        "tls-ca": { type: "string" },
+        "redis-checks": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -63,8 +68,14 @@ export function parseWorkerArgs(argv: readonly string[], env: NodeJS.ProcessEnv 
   const concurrency = number("concurrency", str("concurrency"), true);
   const lockDuration = number("lock-duration", str("lock-duration"), false);
   const stalledInterval = number("stalled-interval", str("stalled-interval"), false);
+  const checks = str("redis-checks");
+  if (checks !== undefined && checks !== "refuse" && checks !== "warn") throw new Error(`worker: --redis-checks must be refuse or warn, but got ${JSON.stringify(checks)}.\n${WORKER_USAGE}`);
+  const url = str("redis") || env.JOINTLY_REDIS_URL || "redis://127.0.0.1:6379";
+  const tlsCa = str("tls-ca") ?? (env.JOINTLY_REDIS_TLS_CA || undefined);
+  if (tlsCa !== undefined && !url.startsWith("rediss://")) throw new Error(`worker: --tls-ca is for a TLS connection, but the Redis URL is not rediss:// (got ${JSON.stringify(url.replace(/:[^:@/]*@/, ":***@"))}).\n${WORKER_USAGE}`);
   return {
-    connection: str("redis") ?? env.JOINTLY_REDIS_URL ?? "redis://127.0.0.1:6379",
+    connection: tlsCa !== undefined ? { url, tlsCa } : url,
+    ...(checks !== undefined ? { redisChecks: checks } : {}),
     queueName: str("queue") ?? env.JOINTLY_QUEUE ?? DEFAULT_QUEUE_NAME,
     ...(concurrency !== undefined ? { concurrency } : {}),
     ...(lockDuration !== undefined ? { lockDuration } : {}),

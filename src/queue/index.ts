@@ -1,5 +1,5 @@
 /** A distributed job queue for training jobs: Redis + BullMQ, workers on any number of machines. */
-export { DEFAULT_QUEUE_NAME, connectionOptions, describeConnection, type QueueConnection } from "./connection.js";
+export { DEFAULT_QUEUE_NAME, connectionOptions, describeConnection, probeRedis, type QueueConnection, type QueueTls, type RedisChecks, type RedisServerFacts, type ProbeRedisOptions } from "./connection.js";
 export {
   submitJobs,
   attachQueue,
@@ -14,4 +14,4 @@ export {
 } from "./producer.js";
 export { startWorker, type StartWorkerOptions, type QueueWorker, type TrainingProgress } from "./worker.js";
 export { parseWorkerArgs, WORKER_USAGE, type WorkerCliOptions } from "./cli-args.js";
-export { startRedis, freeLoopbackPort, type StartRedisOptions, type LocalRedis } from "./redis-server.js";
+export { startRedis, freeLoopbackPort, type StartRedisOptions, type StartRedisTls, type LocalRedis } from "./redis-server.js";

@@ -5,8 +5,9 @@
 import * as aq from "arquero";
 import type { ColumnTable } from "arquero";
 import type { Job, Queue, QueueEvents, JobsOptions } from "bullmq";
+import { confineOutDir, defaultOutRoots } from "../parallel/confine.js";
 import { validateJobSpec, type TrainingJobResult, type TrainingJobSpec } from "../parallel/job.js";
-import { DEFAULT_QUEUE_NAME, connectionOptions, describeConnection, loadBullMQ, probeRedis, type QueueConnection } from "./connection.js";
+import { DEFAULT_QUEUE_NAME, connectionOptions, describeConnection, explainRedisError, loadBullMQ, probeRedis, type QueueConnection, type RedisChecks } from "./connection.js";
 import type { TrainingProgress } from "./worker.js";
 
 /** How a failed attempt is retried: a fixed delay in ms, or BullMQ's fixed/exponential backoff. */
@@ -54,8 +55,24 @@ export interface SubmitJobsOptions {
   rerunFinished?: boolean;
   /** How often job states are also polled, in case an event was missed (default 2000 ms). */
   pollMs?: number;
-  /** How long to wait for Redis to answer before giving up (default 10 000 ms). */
+  /** How long to keep retrying a Redis that refuses connections or does not answer at start before giving up (default 5000 ms); a wrong password fails at once. */
   connectTimeoutMs?: number;
+  /**
+   * How long Redis may stay away (or keep refusing writes because its memory is full) during the
+   * run before submitJobs gives up with an error naming it (default 60 000 ms). Shorter outages
+   * (a restart) are ridden out: with persistence on, nothing is lost. The jobs stay queued either way.
+   */
+  redisOutageMs?: number;
+  /** `refuse` (default): do not start on a Redis whose maxmemory-policy is not noeviction; `warn`: warn loudly and go on. */
+  redisChecks?: Exclude<RedisChecks, "skip">;
+  /** Where warnings about the server's settings go (default `console.warn`). */
+  onWarning?: (line: string) => void;
+  /**
+   * The folders every spec's `outDir` must lie in (after `..` and symlinks), checked here before
+   * anything is enqueued, as the workers check on their side (default: `JOINTLY_OUT_ROOT`, else the
+   * current folder); `false` skips the check (a producer that does not see the workers' storage).
+   */
+  outRoots?: readonly string[] | false;
 }
 
 const FINAL_STATES = new Set(["completed", "failed"]);
@@ -124,8 +141,11 @@ async function closeQuietly(client: Queue | QueueEvents): Promise<void> {
   if (!closed) void client.disconnect().catch(() => {});
 }
 
-/** A finished job's outcome from its stored state. */
-function outcomeOf(job: Job, state: string, attemptsAllowed: number): JobOutcome {
+/**
+ * A finished job's outcome from its stored state. The message counts attempts as the `attempts`
+ * column does (every start, those ended by a dead worker included), so the two always agree.
+ */
+export function outcomeOf(job: Pick<Job, "id" | "attemptsStarted" | "attemptsMade" | "stalledCounter" | "processedBy" | "returnvalue" | "failedReason" | "opts">, state: string, attemptsAllowed: number): JobOutcome {
   const base = { id: job.id as string, attempts: job.attemptsStarted ?? 0, stalls: job.stalledCounter ?? 0, worker: job.processedBy ?? null };
   if (state === "completed") {
     const result = parseResult(job.returnvalue);
@@ -135,7 +155,13 @@ function outcomeOf(job: Job, state: string, attemptsAllowed: number): JobOutcome
   }
   let reason = job.failedReason || "(no reason recorded)";
   if (/stalled more than allowable limit/.test(reason)) reason += ` (its worker died or stopped renewing its lock ${base.stalls} times; see maxStalledCount)`;
-  return { ...base, status: "failed", error: `failed after ${job.attemptsMade || base.attempts} of ${job.opts.attempts ?? attemptsAllowed} attempts: ${reason}`, result: null };
+  // attemptsMade counts only attempts that threw, not starts a dead worker ended: the column's
+  // count (attemptsStarted) is the one to report, and "of N" only while it does not pass N.
+  const allowed = job.opts.attempts ?? attemptsAllowed;
+  const started = Math.max(base.attempts, job.attemptsMade ?? 0);
+  base.attempts = started;
+  const count = started <= allowed ? `${started} of ${allowed} attempts` : `${started} attempts (${allowed} allowed; starts ended by a dead worker do not use one up)`;
+  return { ...base, status: "failed", error: `failed after ${count}: ${reason}`, result: null };
 }
 
 /** The outcomes as a table, in submission order, with each result's fields and metrics as columns. */
@@ -171,7 +197,18 @@ export function outcomesTable(outcomes: readonly JobOutcome[]): ColumnTable {
  */
 export async function submitJobs(specs: readonly TrainingJobSpec[], options: SubmitJobsOptions): Promise<ColumnTable> {
   const valid = validateAll(specs);
-  const { queueName = DEFAULT_QUEUE_NAME, onProgress, onResult, rerunFinished = false, pollMs = 2000, connectTimeoutMs = 10_000 } = options;
+  if (options.outRoots !== false) {
+    const roots = options.outRoots ?? defaultOutRoots();
+    valid.forEach((spec, i) => {
+      try {
+        confineOutDir(spec.outDir, roots);
+      } catch (err) {
+        throw new Error(`submitJobs: spec #${i} (id ${JSON.stringify(spec.id)}): ${(err as Error).message}`, { cause: err });
+      }
+    });
+  }
+  const { queueName = DEFAULT_QUEUE_NAME, onProgress, onResult, rerunFinished = false, pollMs = 2000, connectTimeoutMs = 5000, redisOutageMs = 60_000 } = options;
+  if (!(redisOutageMs > 0)) throw new Error(`submitJobs: redisOutageMs must be > 0, but got ${JSON.stringify(options.redisOutageMs)}.`);
   const attempts = positiveInt(options.attempts ?? 3, "attempts");
   const backoff = checkBackoff(options.backoff ?? { type: "exponential", delay: 1000 });
   const timeoutMs = options.timeoutMs ?? Infinity;
@@ -189,8 +226,18 @@ export async function submitJobs(specs: readonly TrainingJobSpec[], options: Sub
   const finished = new Promise<void>((resolve) => (allDone = resolve));
   let problem: Error | undefined;
   let added = false;
+  // Redis health during the run: when a command last succeeded, and since when writes fail with
+  // OOM (noeviction and a full memory). Past redisOutageMs either way, the run ends with an error
+  // rather than waiting for outcomes that cannot arrive.
+  let lastOk = Date.now();
+  let lastOutcomeAt = Date.now();
+  let oomSince: number | undefined;
+  let oomMessage = "";
+  let failRun: (err: Error) => void = () => {};
+  const failedRun = new Promise<never>((_, reject) => (failRun = reject));
+  failedRun.catch(() => {});
 
-  await probeRedis(options.connection, connectTimeoutMs, "submitJobs");
+  await probeRedis(options.connection, connectTimeoutMs, "submitJobs", { checks: options.redisChecks ?? "refuse", ...(options.onWarning ? { warn: options.onWarning } : {}) });
   const { Queue, QueueEvents } = await loadBullMQ();
   const queue = new Queue(queueName, { connection });
   const events = new QueueEvents(queueName, { connection });
@@ -210,6 +257,7 @@ export async function submitJobs(specs: readonly TrainingJobSpec[], options: Sub
   const record = (outcome: JobOutcome): void => {
     if (outcomes.has(outcome.id)) return;
     outcomes.set(outcome.id, outcome);
+    lastOutcomeAt = Date.now();
     if (onResult) callback("onResult", () => onResult(outcome, { done: outcomes.size, total: ids.length }));
     if (outcomes.size === ids.length) allDone();
   };
@@ -228,10 +276,11 @@ export async function submitJobs(specs: readonly TrainingJobSpec[], options: Sub
       // so a job read after its state is final carries its result. Read the other way round, a job
       // that finishes between the two reads would be recorded "completed" with no result.
       const state = await queue.getJobState(id);
+      lastOk = Date.now();
       const job = state === "unknown" ? undefined : await queue.getJob(id);
       if (job && FINAL_STATES.has(state)) record(outcomeOf(job, state, attempts));
       // Someone removed or cleaned the job after we added it: it can no longer finish.
-      else if (!job && added) record({ id, status: "failed", attempts: 0, stalls: 0, error: `the job was removed from queue "${queueName}" before it finished`, worker: null, result: null });
+      else if (!job && added) record({ id, status: "failed", attempts: 0, stalls: 0, error: `the job was removed from queue "${queueName}" before it finished (removed or cleaned, or Redis restarted without persistence)`, worker: null, result: null });
     } catch (err) {
       problem = err as Error;
     } finally {
@@ -248,18 +297,66 @@ export async function submitJobs(specs: readonly TrainingJobSpec[], options: Sub
     callback("onProgress", () => onProgress({ id: jobId, ...(data as TrainingProgress) }));
   });
 
+  // A tiny write each poll: reads keep working when Redis is out of memory, writes do not.
+  const heartbeatKey = `jointly:${queueName}:producer:${process.pid}:${Date.now()}`;
+  let beating = false;
+  const heartbeat = async (): Promise<void> => {
+    if (beating) return;
+    beating = true;
+    try {
+      const client = await queue.client;
+      await client.set(heartbeatKey, String(Date.now()), { PX: 60_000 });
+      lastOk = Date.now();
+      oomSince = undefined;
+    } catch (err) {
+      const message = (err as Error).message;
+      if (/\bOOM\b/.test(message)) {
+        oomSince ??= Date.now();
+        oomMessage = message;
+        lastOk = Date.now();
+      }
+      problem = err as Error;
+    } finally {
+      beating = false;
+    }
+  };
+  let redisGone = false;
+  const watch = (): void => {
+    const now = Date.now();
+    const progress = `${outcomes.size} of ${ids.length} jobs finished`;
+    // Some of BullMQ's scripts still get through a full Redis: give up only while nothing finishes.
+    if (oomSince !== undefined && now - oomSince > redisOutageMs && now - lastOutcomeAt > redisOutageMs) {
+      failRun(new Error(`submitJobs: ${explainRedisError(oomMessage, where)} Gave up after ${((now - oomSince) / 1000).toFixed(1)} s of refused writes and ${((now - lastOutcomeAt) / 1000).toFixed(1)} s without a job finishing (redisOutageMs ${redisOutageMs}), ${progress}; the others stay queued: submit the same specs again once Redis has room to collect them.`));
+    } else if (now - lastOk > redisOutageMs) {
+      redisGone = true;
+      failRun(new Error(`submitJobs: lost Redis at ${where} for ${((now - lastOk) / 1000).toFixed(1)} s (redisOutageMs ${redisOutageMs}; last error: ${problem ? explainRedisError(problem.message, where) : "none, its commands did not return"}), ${progress}; the others stay queued in Redis (kept across a restart when its persistence is on): submit the same specs again once it is back to collect them.`));
+    }
+  };
+  const watchdog = setInterval(() => {
+    void heartbeat();
+    watch();
+  }, Math.min(pollMs, 1000));
+
   let poller: NodeJS.Timeout | undefined;
   let deadline: NodeJS.Timeout | undefined;
   try {
     // Subscribe before adding, so no completion can slip by unseen.
     await withTimeout(Promise.all([queue.waitUntilReady(), events.waitUntilReady()]), connectTimeoutMs, () => `submitJobs: Redis at ${where} did not answer within ${connectTimeoutMs} ms${problem ? ` (${problem.message})` : ""}; is it running and reachable from this machine?`);
-    for (const spec of valid) {
-      if (rerunFinished) {
-        const old = await queue.getJob(spec.id);
-        if (old && FINAL_STATES.has(await old.getState())) await old.remove();
+    const addAll = async (): Promise<void> => {
+      for (const spec of valid) {
+        try {
+          if (rerunFinished) {
+            const old = await queue.getJob(spec.id);
+            if (old && FINAL_STATES.has(await old.getState())) await old.remove();
+          }
+          await queue.add("train", spec, { jobId: spec.id, attempts, backoff, removeOnComplete: false, removeOnFail: false });
+          lastOk = Date.now();
+        } catch (err) {
+          throw new Error(`submitJobs: could not enqueue job ${JSON.stringify(spec.id)}: ${explainRedisError((err as Error).message, where)}`, { cause: err });
+        }
       }
-      await queue.add("train", spec, { jobId: spec.id, attempts, backoff, removeOnComplete: false, removeOnFail: false });
-    }
+    };
+    await Promise.race([addAll(), failedRun]);
     added = true;
     // Ids that had already finished (or finished while we were adding) are recorded now.
     await Promise.all(ids.map((id) => check(id)));
@@ -267,11 +364,14 @@ export async function submitJobs(specs: readonly TrainingJobSpec[], options: Sub
       for (const id of ids) void check(id);
     }, pollMs);
     if (Number.isFinite(timeoutMs)) deadline = setTimeout(() => void expire(), timeoutMs);
-    await finished;
+    await Promise.race([finished, failedRun]);
   } finally {
     clearInterval(poller);
+    clearInterval(watchdog);
     clearTimeout(deadline);
-    await Promise.all([closeQuietly(events), closeQuietly(queue)]);
+    // A graceful close would wait for the Redis that is gone: drop the connections at once then.
+    if (redisGone) await Promise.all([events, queue].map((c) => withTimeout(c.disconnect(), 1000, () => "disconnect timed out").catch(() => {})));
+    else await Promise.all([closeQuietly(events), closeQuietly(queue)]);
   }
   if (callbackError) throw callbackError;
   return outcomesTable(ids.map((id) => outcomes.get(id) as JobOutcome));
@@ -323,8 +423,9 @@ export interface AttachedQueue {
 }
 
 /** Open a queue for inspection (see {@link queueStatus}); close it when done. */
-export async function attachQueue(connection: QueueConnection, queueName: string = DEFAULT_QUEUE_NAME, connectTimeoutMs = 10_000): Promise<AttachedQueue> {
-  await probeRedis(connection, connectTimeoutMs, "attachQueue");
+export async function attachQueue(connection: QueueConnection, queueName: string = DEFAULT_QUEUE_NAME, connectTimeoutMs = 5000): Promise<AttachedQueue> {
+  // Inspection only adds nothing: the server's settings are the producer's and workers' concern.
+  await probeRedis(connection, connectTimeoutMs, "attachQueue", { checks: "skip" });
   const { Queue } = await loadBullMQ();
   const queue = new Queue(queueName, { connection: connectionOptions(connection) });
   let problem: Error | undefined;

@@ -15,7 +15,7 @@ import { confineOutDir, defaultOutRoots } from "../parallel/confine.js";
 import { JobThread } from "../parallel/job-thread.js";
 import { validateJobSpec, type TrainingJobResult, type TrainingJobSpec } from "../parallel/job.js";
 import { DEFAULT_JOB_TIMEOUT_SECONDS, checkOutRoots, jobTimeLimit } from "../parallel/pool.js";
-import { DEFAULT_QUEUE_NAME, connectionOptions, describeConnection, loadBullMQ, probeRedis, type QueueConnection } from "./connection.js";
+import { DEFAULT_QUEUE_NAME, connectionOptions, describeConnection, loadBullMQ, probeRedis, type QueueConnection, type RedisChecks } from "./connection.js";
 
 /** What a worker sends with `job.updateProgress` while training. */
 export interface TrainingProgress {
@@ -46,8 +46,10 @@ export interface StartWorkerOptions {
   name?: string;
   /** Where log lines go (default `console.log`); `false` for none. */
   log?: ((line: string) => void) | false;
-  /** How long to wait for Redis to accept a connection at start (default 10 000 ms). */
+  /** How long to keep retrying a Redis that refuses connections or does not answer at start (default 5000 ms); a wrong password fails at once. */
   connectTimeoutMs?: number;
+  /** `refuse` (default): do not start on a Redis whose maxmemory-policy is not noeviction; `warn`: log it loudly and go on. */
+  redisChecks?: Exclude<RedisChecks, "skip">;
   /** Minimum time between two progress reports of one job (default 250 ms; the last epoch is always sent). */
   progressEveryMs?: number;
   /**
@@ -119,7 +121,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<QueueWor
     for (let t = idle.pop(); t; t = idle.pop()) if (t.alive) return t;
     return new JobThread(options.workerScript ? { workerScript: options.workerScript } : {});
   };
-  await probeRedis(options.connection, options.connectTimeoutMs ?? 10_000, "startWorker");
+  await probeRedis(options.connection, options.connectTimeoutMs ?? 5000, "startWorker", { checks: options.redisChecks ?? "refuse", warn: say });
   const { UnrecoverableError, WaitingError, Worker } = await loadBullMQ();
 
   const processor = async (job: Job<TrainingJobSpec, TrainingJobResult>, token?: string, signal?: AbortSignal): Promise<TrainingJobResult> => {
@@ -197,7 +199,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<QueueWor
   worker.on("failed", (job, err) => {
     if (!job || err?.name === "WaitingError") return;
     const left = (job.opts.attempts ?? 1) - job.attemptsMade;
-    say(`failed job ${job.id} (attempt ${job.attemptsMade} of ${job.opts.attempts ?? 1}${left > 0 && err?.name !== "UnrecoverableError" ? ", will be retried" : ", final"}): ${err?.message}`);
+    // attemptsStarted, as the producer's attempts column counts (attemptsMade leaves out starts a dead worker ended).
+    say(`failed job ${job.id} (attempt ${Math.max(job.attemptsStarted ?? 0, job.attemptsMade)} of ${job.opts.attempts ?? 1}${left > 0 && err?.name !== "UnrecoverableError" ? ", will be retried" : ", final"}): ${err?.message}`);
   });
   worker.on("stalled", (jobId) => say(`job ${jobId} stalled (its worker stopped renewing the lock); moved back to the queue`));
   worker.on("error", (err) => say(`error: ${err.message}`));

@@ -13,6 +13,7 @@ import { formatNumber, ProgressPrinter, type Verbosity } from "./progress.js";
 import type { DiagnosticsTables } from "./diagnostics.js";
 import { hasCheckpoint, type CheckpointOptions } from "./checkpoint.js";
 import { loadRun, saveRun } from "./run-state.js";
+import { checkSupported } from "./optimizer-state.js";
 
 export type { CheckpointOptions } from "./checkpoint.js";
 
@@ -576,6 +577,8 @@ async function train_(
     const loop: FitLoopState = { settings: runSettings, completed, rng: rng.getState(), rows, stepRows, best, bestEpoch, sinceBest, stop, position: at };
     return saveRun(ck!.dir, "fit", trainer, loop, bestWeights ? { best: bestWeights } : {});
   };
+  // Before any epoch: an optimizer whose state cannot be saved would fail at the first save.
+  if (ck) for (const g of trainer.groups.groupStates()) checkSupported(g.optimizer, "fit: checkpoint");
   const resumeDir = options.resume === true ? (ck && (await hasCheckpoint(ck.dir)) ? ck.dir : undefined) : options.resume;
   if (resumeDir !== undefined) {
     const { loop, extra } = await loadRun<FitLoopState>(resumeDir, "fit", trainer);

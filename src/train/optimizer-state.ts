@@ -22,7 +22,8 @@ export interface OptimizerStateJson {
 /** Optimizer classes whose full state this module reads and restores. */
 export const checkpointableOptimizers = ["SGD", "Momentum", "Adam", "RMSProp", "Adagrad", "Adadelta", "FusedAdam", "FusedSGD"] as const;
 
-function checkSupported(opt: tf.Optimizer, who: string): string {
+/** Throws, naming the class and the ones supported, unless this optimizer's whole state can be checkpointed. */
+export function checkSupported(opt: tf.Optimizer, who: string): string {
   const name = opt.getClassName();
   if (!(checkpointableOptimizers as readonly string[]).includes(name)) {
     throw new Error(`${who}: the optimizer ${name} cannot be checkpointed (its state is not readable through getWeights); use one of ${checkpointableOptimizers.join(", ")}.`);
