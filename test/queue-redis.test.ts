@@ -156,6 +156,46 @@ test("attempt counts in the message agree with the attempts column", () => {
   assert.equal(plain.error, "failed after 3 of 3 attempts: bad column");
 });
 
+test("a job whose worker is SIGKILLed twice: its message and its attempts column agree", { timeout: 150_000 }, async (t) => {
+  const cleanup = cleanupStack(t);
+  const redis = await startRedis();
+  cleanup(() => redis.stop());
+  const outDir = tempDir(cleanup, "jointly-qr-kill2-");
+  const queueName = "qr-kill2";
+  const args = ["--redis", redis.url, "--queue", queueName, "--lock-duration", "3000", "--stalled-interval", "1000", "--max-stalled", "1"];
+  const workers = ["k1", "k2", "k3"].map((n) => spawnWorker(n, args));
+  cleanup(async () => {
+    if (process.env.JOINTLY_QUEUE_LOGS) for (const w of workers) console.log(`--- ${w.name}\n${w.lines.join("\n")}`);
+    for (const w of workers) await w.kill();
+  });
+  await Promise.all(workers.map((w) => w.waitFor(/ready on queue/, 60_000)));
+  const killed: string[] = [];
+  const table = await submitJobs([spec("k", 0, outDir, 20_000)], {
+    connection: redis.url,
+    queueName,
+    attempts: 3,
+    pollMs: 500,
+    timeoutMs: 90_000,
+    outRoots: [outDir],
+    onProgress: (p) => {
+      // Kill whichever worker trains it, twice.
+      if (killed.length >= 2 || killed.includes(p.worker)) return;
+      killed.push(p.worker);
+      workers.find((w) => w.name === p.worker)?.child.kill("SIGKILL");
+    },
+  });
+  assert.equal(killed.length, 2, `killed ${killed.join(", ")}`);
+  const row = table.objects()[0] as Record<string, unknown>;
+  assert.equal(row.status, "failed");
+  assert.equal(row.stalls, 2);
+  // The message counts what the column counts (before the fix: "failed after 1 of 3 attempts" with attempts 3).
+  assert.match(row.error as string, new RegExp(`^failed after ${row.attempts} of 3 attempts: job stalled more than allowable limit`));
+  assert.equal(row.attempts, 3);
+  const third = workers.find((w) => !killed.includes(w.name)) as (typeof workers)[number];
+  const line = await third.waitFor(/failed job k \(attempt (\d+) of 3, final\)/, 5000);
+  assert.equal(Number(line[1]), row.attempts, "the worker's log line agrees too");
+});
+
 test("worker CLI: --tls-ca and --redis-checks", () => {
   const parsed = parseWorkerArgs(["--redis", "rediss://:pw@h:6380", "--tls-ca", "/etc/ca.pem", "--redis-checks", "warn"], {});
   assert.ok(parsed !== "help");
