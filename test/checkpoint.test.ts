@@ -15,9 +15,9 @@ import { fit, FitError } from "../src/train/fit.js";
 import { initBackend } from "../src/backend/init.js";
 import { decodeCheckpoint, encodeCheckpoint, parseExact, stringifyExact } from "../src/train/checkpoint.js";
 import { Rng } from "../src/data/random.js";
-import { AlternatingTrainer } from "../src/train/alternating.js";
+import { AlternatingTrainer, JointObjectiveTrainer } from "../src/train/alternating.js";
 import { cosineDecay } from "../src/train/schedules.js";
-import { loadAlternatingCheckpoint, loadEnsembleCheckpoint, saveAlternatingCheckpoint, saveEnsembleCheckpoint } from "../src/train/loop-checkpoint.js";
+import { loadAlternatingCheckpoint, loadEnsembleCheckpoint, loadJointObjectiveCheckpoint, saveAlternatingCheckpoint, saveEnsembleCheckpoint, saveJointObjectiveCheckpoint } from "../src/train/loop-checkpoint.js";
 import { VectorizedEnsemble, fitEnsemble } from "../src/parallel/ensemble.js";
 import { makeRun, runKinds, weightBytes, type RunKind } from "./fixtures/checkpoint-run.js";
 
@@ -279,5 +279,49 @@ test("what cannot be saved is said: Adamax is refused by name; a hand-made weigh
   assert.equal(partial.length, 1);
   assert.match(partial[0]!.message, /checkpoint: not saved: weighting "halves" \(it has no exportState\)/);
   run.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("JointObjectiveTrainer: save after 6 steps, load into a fresh trainer, 9 more: bit-identical to 15 steps straight", async () => {
+  const { x, y } = tf.tidy(() => {
+    const x = tf.randomNormal([32, 3], 0, 1, "float32", 6) as tf.Tensor2D;
+    return { x, y: tf.sum(tf.abs(x), 1, true) as tf.Tensor2D };
+  });
+  const build = () => {
+    const A = tf.sequential({ layers: [tf.layers.dense({ inputShape: [3], units: 6, activation: "tanh", kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) })] });
+    const B = tf.sequential({ layers: [tf.layers.dense({ inputShape: [6], units: 1, kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) })] });
+    const opt = tf.train.adam(0.02);
+    const mseLoss = (o: Record<string, tf.Tensor>, b: { y: tf.Tensor }) => tf.losses.meanSquaredError(b.y, o.out!) as tf.Scalar;
+    const trainer = new JointObjectiveTrainer<{ x: tf.Tensor; y: tf.Tensor }>({
+      forward: (b, training) => {
+        const h = A.apply(b.x, { training }) as tf.Tensor;
+        return { h, out: B.apply(h, { training }) as tf.Tensor };
+      },
+      parts: [{ name: "A", variables: A, loss: mseLoss }, { name: "B", variables: B, loss: (o, b) => tf.mul(mseLoss(o, b), 0.5) as tf.Scalar }],
+      optimizer: opt,
+    });
+    const bytes = () => Buffer.concat([...A.weights, ...B.weights].map((w) => Buffer.from((w.read().dataSync() as Float32Array).buffer)));
+    return { trainer, bytes, dispose: () => { opt.dispose(); A.dispose(); B.dispose(); } };
+  };
+  const batch = { x, y };
+  const before = tf.memory().numTensors;
+  const straight = build();
+  const totals = Array.from({ length: 15 }, () => straight.trainer.step(batch).total);
+  const want = straight.bytes();
+  straight.dispose();
+  const dir = tmp();
+  const first = build();
+  const a = Array.from({ length: 6 }, () => first.trainer.step(batch).total);
+  await saveJointObjectiveCheckpoint(dir, first.trainer as JointObjectiveTrainer<unknown>);
+  first.dispose();
+  const second = build();
+  await loadJointObjectiveCheckpoint(dir, second.trainer as JointObjectiveTrainer<unknown>);
+  assert.equal(second.trainer.stepCount, 6);
+  const b = Array.from({ length: 9 }, () => second.trainer.step(batch).total);
+  assert.deepEqual([...a, ...b], totals);
+  assert.ok(second.bytes().equals(want), "the resumed joint-objective run's weights differ");
+  second.dispose();
+  assert.equal(tf.memory().numTensors, before, "tensors left behind");
+  tf.dispose([x, y]);
   rmSync(dir, { recursive: true, force: true });
 });

@@ -371,6 +371,18 @@ export class JointObjectiveTrainer<B> {
   }
 
   /** One joint step on a fresh forward pass. */
+  /** The step count, for checkpoints (the variables and `groups` hold the rest; see `saveJointObjectiveCheckpoint`). */
+  exportState(): { steps: number } {
+    return { steps: this.steps };
+  }
+
+  /** Put back a state from {@link JointObjectiveTrainer.exportState}. */
+  importState(state: { steps: number }): void {
+    const n = state?.steps;
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 0) throw new Error(`JointObjectiveTrainer.importState: steps must be an integer >= 0, but got ${String(n)}.`);
+    this.steps = n;
+  }
+
   step(batch: B): MultiStepResult {
     const stepNo = this.steps + 1;
     const what = "JointObjectiveTrainer";

@@ -1,8 +1,8 @@
 /**
  * Checkpoints for the trainers whose loop the caller writes: {@link AlternatingTrainer} (every
  * turn's variables, optimizer slots, iterations, learning rate and schedule position, and where
- * the turn schedule stands) and {@link VectorizedEnsemble} (kernels, biases, optimizer, step
- * count). The caller's own loop state (epoch, its RNG's `getState()`, history, ...) travels as
+ * the turn schedule stands), {@link JointObjectiveTrainer} (its variables, optimizer groups and
+ * step count) and {@link VectorizedEnsemble} (kernels, biases, optimizer, step count). The caller's own loop state (epoch, its RNG's `getState()`, history, ...) travels as
  * JSON in `loop`; other variables the forward pass reads (batch-norm statistics) in `variables`.
  * Saved atomically like fit's checkpoints (see checkpoint.ts).
  */
@@ -10,7 +10,7 @@ import * as tf from "@tensorflow/tfjs";
 import { assignVariables, loadCheckpoint, saveCheckpoint, toTensor, type StoredTensor } from "./checkpoint.js";
 import { exportOptimizerState, importOptimizerState, type OptimizerStateJson } from "./optimizer-state.js";
 import { groupsState, restoreGroups } from "./run-state.js";
-import type { AlternatingTrainer } from "./alternating.js";
+import type { AlternatingTrainer, JointObjectiveTrainer } from "./alternating.js";
 import type { VectorizedEnsemble } from "../parallel/ensemble.js";
 
 function storedList(tensors: Map<string, StoredTensor>, prefix: string, n: number, dir: string): StoredTensor[] {
@@ -68,6 +68,36 @@ export async function loadAlternatingCheckpoint<L>(dir: string, trainer: Alterna
   }
   assignVariables(options.variables ?? [], storedList(tensors, "var", state.variables, dir), "extra variables", dir);
   trainer.importState(state.schedule);
+  return state.loop ?? undefined;
+}
+
+interface JointObjectiveJson<L> {
+  kind: "joint-objective";
+  steps: number;
+  variables: number;
+  extra: number;
+  optimizers: Awaited<ReturnType<typeof groupsState>>["json"];
+  loop: L | null;
+}
+
+/** Save a {@link JointObjectiveTrainer}'s variables, optimizer groups and step count (plus `variables` and `loop`, as for the alternating trainer). */
+export async function saveJointObjectiveCheckpoint<L>(dir: string, trainer: JointObjectiveTrainer<unknown>, options: { variables?: readonly tf.Variable[]; loop?: L } = {}): Promise<void> {
+  const vars = trainer.variables();
+  const extra = options.variables ?? [];
+  const g = await groupsState(trainer.groups);
+  const tensors = [...vars.map((tensor, i) => ({ key: `train/${i}`, tensor })), ...extra.map((tensor, i) => ({ key: `var/${i}`, tensor })), ...g.tensors];
+  const json: JointObjectiveJson<L> = { kind: "joint-objective", steps: trainer.exportState().steps, variables: vars.length, extra: extra.length, optimizers: g.json, loop: options.loop ?? null };
+  await saveCheckpoint(dir, json, tensors);
+}
+
+/** Load a checkpoint of {@link saveJointObjectiveCheckpoint} into the trainer (and `variables`); returns the saved `loop`. */
+export async function loadJointObjectiveCheckpoint<L>(dir: string, trainer: JointObjectiveTrainer<unknown>, options: { variables?: readonly tf.Variable[] } = {}): Promise<L | undefined> {
+  const { state, tensors } = await loadCheckpoint<JointObjectiveJson<L>>(dir);
+  if (state?.kind !== "joint-objective") throw new Error(`resume: ${dir} holds a checkpoint of a ${JSON.stringify(state?.kind)} run, not of a joint-objective one.`);
+  assignVariables(trainer.variables(), storedList(tensors, "train", state.variables, dir), "variables", dir);
+  assignVariables(options.variables ?? [], storedList(tensors, "var", state.extra, dir), "extra variables", dir);
+  await restoreGroups(trainer.groups, state.optimizers, tensors, dir);
+  trainer.importState({ steps: state.steps });
   return state.loop ?? undefined;
 }
 
