@@ -15,6 +15,7 @@ import { fit, FitError } from "../src/train/fit.js";
 import { initBackend } from "../src/backend/init.js";
 import { decodeCheckpoint, encodeCheckpoint, parseExact, stringifyExact } from "../src/train/checkpoint.js";
 import { Rng } from "../src/data/random.js";
+import { createWeighting, isStateful, weightingNames, type MethodState, type Stateful } from "../src/weighting/index.js";
 import { AlternatingTrainer, JointObjectiveTrainer } from "../src/train/alternating.js";
 import { cosineDecay } from "../src/train/schedules.js";
 import { loadAlternatingCheckpoint, loadEnsembleCheckpoint, loadJointObjectiveCheckpoint, saveAlternatingCheckpoint, saveEnsembleCheckpoint, saveJointObjectiveCheckpoint } from "../src/train/loop-checkpoint.js";
@@ -324,4 +325,22 @@ test("JointObjectiveTrainer: save after 6 steps, load into a fresh trainer, 9 mo
   assert.equal(tf.memory().numTensors, before, "tensors left behind");
   tf.dispose([x, y]);
   rmSync(dir, { recursive: true, force: true });
+});
+
+test("every registered weighting: a fresh instance given exportState() of one fed 7 updates gives the same weights for 5 more, bit for bit (JSON round trip)", () => {
+  const T = 3;
+  const input = (k: number) => ({ losses: [1 + Math.sin(k), 2 + Math.cos(k), 0.5 + k / 10], gradNorms: [0.3 + k / 7, 1.1, 0.8 - k / 20], step: k });
+  for (const name of weightingNames) {
+    const options: Record<string, unknown> = { numTasks: T, ...(name === "static" ? { weights: [1, 2, 3] } : {}), ...(name === "stch" ? { ideal: "running-min" } : {}) };
+    const a = createWeighting(name, options);
+    for (let k = 0; k < 7; k++) a.update(input(k));
+    const b = createWeighting(name, options);
+    if (isStateful(a)) (b as unknown as Stateful).importState(parseExact(stringifyExact(a.exportState())) as MethodState);
+    else assert.ok(["equal", "static", "gls"].includes(name), `${name} keeps state but has no exportState`);
+    for (let k = 7; k < 12; k++) {
+      assert.deepEqual(b.weights(input(k)), a.weights(input(k)), `${name} at update ${k}`);
+      a.update(input(k));
+      b.update(input(k));
+    }
+  }
 });
