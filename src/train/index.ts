@@ -1,10 +1,14 @@
 export {
   JointTrainer, type JointTrainerOptions, type StepResult, type Evaluation,
-  type WeightingSpec, type AggregatorSpec, type AggregatorObject, type AggregatorFunction,
+  type WeightingSpec, type AggregatorSpec, type AggregatorObject, type AggregatorFunction, type TrainerState,
 } from "./joint-trainer.js";
 export {
+  saveAlternatingCheckpoint, loadAlternatingCheckpoint, saveJointObjectiveCheckpoint, loadJointObjectiveCheckpoint,
+  saveEnsembleCheckpoint, loadEnsembleCheckpoint,
+} from "./loop-checkpoint.js";
+export {
   fit, historyTable, FitError,
-  type FitOptions, type FitResult, type HistoryRow, type StepRow, type EarlyStoppingOptions, type Verbosity, type FitInputs, type FitLabels, type ArrayData,
+  type FitOptions, type FitResult, type HistoryRow, type StepRow, type EarlyStoppingOptions, type CheckpointOptions, type Verbosity, type FitInputs, type FitLabels, type ArrayData,
 } from "./fit.js";
 export {
   taskGradients, representationGradients, perTaskVariableGrads, gradientMatrix, gradientAtRepresentation, unflatten, matrixRows, resolveShared,
