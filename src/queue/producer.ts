@@ -197,6 +197,8 @@ export function outcomesTable(outcomes: readonly JobOutcome[]): ColumnTable {
  */
 export async function submitJobs(specs: readonly TrainingJobSpec[], options: SubmitJobsOptions): Promise<ColumnTable> {
   const valid = validateAll(specs);
+  // A missing bullmq is reported before anything about the folders or Redis.
+  await loadBullMQ();
   if (options.outRoots !== false) {
     const roots = options.outRoots ?? defaultOutRoots();
     valid.forEach((spec, i) => {
