@@ -66,6 +66,17 @@ function sameShape(labels: tf.Tensor, predictions: tf.Tensor, loss: string): tf.
 }
 
 /**
+ * The labels with every masked-out row set to 0. Why: where() in maskedMean drops such a row's loss,
+ * but not its gradient: 0 · d(loss)/d(prediction) is NaN when the row's label is NaN ("no label"
+ * written as NaN), and the NaN would reach the weights. Rows with mask 1 are untouched.
+ */
+function dropMaskedLabels(labels: tf.Tensor, mask: tf.Tensor | undefined): tf.Tensor {
+  if (mask === undefined) return labels;
+  const keep = tf.reshape(tf.greater(mask, 0), [labels.shape[0] as number, ...labels.shape.slice(1).map(() => 1)]);
+  return tf.where(tf.broadcastTo(keep, labels.shape), labels, tf.zerosLike(labels));
+}
+
+/**
  * The loss as one fused op (wasm with jointly's native addon; src/ops/fused.ts): the mean
  * directly without a mask, else per-row values for {@link maskedMean}. Undefined where the fused op
  * does not apply, and the composite ops below run instead.
@@ -80,7 +91,7 @@ function fused(kind: FusedLossName, labels: tf.Tensor, predictions: tf.Tensor, m
 export const mse: LossFn = (labels, predictions, mask) =>
   tf.tidy(() => {
     checkRows(labels, predictions, "mse", mask);
-    const y = sameShape(labels, predictions, "mse");
+    const y = dropMaskedLabels(sameShape(labels, predictions, "mse"), mask);
     return fused("mse", y, predictions, mask) ?? maskedMean(perRow(tf.squaredDifference(y, predictions)), mask);
   });
 
@@ -88,7 +99,7 @@ export const mse: LossFn = (labels, predictions, mask) =>
 export const mae: LossFn = (labels, predictions, mask) =>
   tf.tidy(() => {
     checkRows(labels, predictions, "mae", mask);
-    return maskedMean(perRow(tf.abs(tf.sub(sameShape(labels, predictions, "mae"), predictions))), mask);
+    return maskedMean(perRow(tf.abs(tf.sub(dropMaskedLabels(sameShape(labels, predictions, "mae"), mask), predictions))), mask);
   });
 
 /** Huber loss (smooth L1 when delta = 1): quadratic within `delta`, linear outside. */
@@ -97,7 +108,7 @@ export function huber(delta = 1): LossFn {
   return (labels, predictions, mask) =>
     tf.tidy(() => {
       checkRows(labels, predictions, "huber", mask);
-      const err = tf.abs(tf.sub(sameShape(labels, predictions, "huber"), predictions));
+      const err = tf.abs(tf.sub(dropMaskedLabels(sameShape(labels, predictions, "huber"), mask), predictions));
       const quad = tf.minimum(err, delta);
       const lin = tf.sub(err, quad);
       return maskedMean(perRow(tf.add(tf.mul(0.5, tf.square(quad)), tf.mul(delta, lin))), mask);
@@ -120,7 +131,10 @@ export const softmaxCrossEntropy: LossFn = (labels, logits, mask) =>
       if (checkClassIds(labels, classes, mask, "softmaxCrossEntropy", logits.shape)) {
         labels = tf.where(tf.greater(tf.reshape(mask!, labels.shape), 0), labels, tf.zerosLike(labels));
       }
-    } else if (labels.shape.join() === logits.shape.join()) checkDistributions(labels, mask, "softmaxCrossEntropy");
+    } else if (labels.shape.join() === logits.shape.join()) {
+      checkDistributions(labels, mask, "softmaxCrossEntropy");
+      labels = dropMaskedLabels(labels, mask);
+    }
     if (labels.size === logits.shape[0]) {
       const ids = fused("softmaxCrossEntropy", labels, logits, mask);
       if (ids !== undefined) return ids;
@@ -150,7 +164,7 @@ export const binaryCrossEntropy: LossFn = (labels, logits, mask) =>
     checkRows(labels, logits, "binaryCrossEntropy", mask);
     const y = sameShape(labels, logits, "binaryCrossEntropy");
     checkUnitInterval(labels, mask, "binaryCrossEntropy");
-    const z = tf.cast(y, "float32");
+    const z = dropMaskedLabels(tf.cast(y, "float32"), mask);
     const viaFused = fused("binaryCrossEntropy", z, logits, mask);
     if (viaFused !== undefined) return viaFused;
     const x = logits;
