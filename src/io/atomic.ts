@@ -436,7 +436,11 @@ export async function readFolder(dir: string, options: { cleanUp?: boolean } = {
       throw new Error(`readFolder: ${(err as Error).message}`, { cause: err });
     }
     const version = state?.versions[0];
-    if (version === undefined) return undefined;
+    if (version === undefined) {
+      // No version yet, but a killed first write may have left its temporary folder.
+      if (state !== undefined && (options.cleanUp ?? true)) await cleanUp(dir, false).catch(() => {});
+      return undefined;
+    }
     const files: Record<string, Uint8Array> = {};
     try {
       for (const e of await fsp.readdir(join(dir, version), { withFileTypes: true })) {
