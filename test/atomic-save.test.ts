@@ -274,3 +274,28 @@ test("writeFolderAtomically: exactly the new set, files dropped from the set go,
   await assert.rejects(readFolder(join(root, "plain-file")), /readFolder: .*plain-file is a file, not a folder/);
   assert.ok(statSync(join(root, "plain-file")).isFile());
 });
+
+test("concurrent writes into one folder: readers always get one complete set, and one clean version remains", async () => {
+  const dir = join(root, "concurrent");
+  const set = (i: number) => ({ "index.json": JSON.stringify({ i }), "data.bin": new Uint8Array(50_000).fill(i) });
+  await writeFolderAtomically(dir, set(0));
+  let reads = 0;
+  let writing = true;
+  const reader = (async () => {
+    while (writing) {
+      const files = (await readFolder(dir, { cleanUp: false })) as Record<string, Uint8Array>;
+      const i = (JSON.parse(new TextDecoder().decode(files["index.json"])) as { i: number }).i;
+      assert.ok((files["data.bin"] as Uint8Array).every((b) => b === i), `read index ${i} with other data`);
+      reads++;
+    }
+  })();
+  await Promise.all(Array.from({ length: 12 }, (_, k) => writeFolderAtomically(dir, set(k + 1))));
+  writing = false;
+  await reader;
+  await writeFolderAtomically(dir, set(99)); // the last write cleans what racing writes left
+  const names = readdirSync(dir).sort();
+  assert.deepEqual(names.filter((n) => !/^v-/.test(n)), ["current", "data.bin", "index.json"], names.join(", "));
+  assert.equal(names.filter((n) => /^v-/.test(n)).length, 1);
+  assert.equal(readFileSync(join(dir, "index.json"), "utf8"), JSON.stringify({ i: 99 }));
+  assert.ok(reads > 0);
+});

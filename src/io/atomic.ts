@@ -406,7 +406,9 @@ export async function writeFolderAtomically(
     stage = "flush";
     await fsyncDir(dir);
     stage = "links";
-    await updateLinks(dir, version, names, options.links ?? true, tag, ops);
+    // `current` follows the highest version, which a concurrent write may have published meanwhile.
+    const newest = (await scan(dir))?.versions[0] ?? version;
+    await updateLinks(dir, newest, names, options.links ?? true, tag, ops);
   } catch (err) {
     if (stage === "write") await fsp.rm(tmp, { recursive: true, force: true }).catch(() => {});
     const reason = stage === "write" ? await explainWriteFailure(dir, err) : ((err as Error)?.message ?? String(err));
@@ -448,7 +450,7 @@ export async function readFolder(dir: string, options: { cleanUp?: boolean } = {
       }
     } catch (err) {
       // A concurrent write published a newer version and removed this one: read again.
-      if (errCode(err) === "ENOENT" && attempt < 5) continue;
+      if (errCode(err) === "ENOENT" && attempt < 20) continue;
       throw new Error(`readFolder: cannot read the current version ${join(dir, version)}: ${(err as Error).message}`, { cause: err });
     }
     if (options.cleanUp ?? true) await cleanUp(dir, false).catch(() => {});
