@@ -23,6 +23,7 @@ export { dense, type FusedActivation } from "./ops/dense.js";
 export { nativeKernels, setNativeKernelsEnabled, type NativeStatus } from "./backend/native.js";
 /** Many independent networks: partitions, pipelines, atomic model files, training jobs, a worker pool, vectorised ensembles. */
 export * from "./parallel/index.js";
+export { writeFolderAtomically, readFolder, AtomicWriteError } from "./io/atomic.js";
 /** The distributed job queue (BullMQ on Redis): producer, workers, a loopback Redis for notebooks and tests. */
 export * as queue from "./queue/index.js";
 export { submitJobs, startWorker, startRedis, queueStatus, attachQueue } from "./queue/index.js";
