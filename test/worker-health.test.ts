@@ -127,3 +127,22 @@ test("queue, 1 worker process: the oversized job fails once with out of memory, 
   assert.deepEqual(good.map((r) => [r.id, r.status]), good.map((r) => [r.id, "ok"]), JSON.stringify(good.map((r) => r.error)));
   assert.ok(lines.some((l) => /job big ran out of memory; its thread was ended/.test(l)), lines.join("\n"));
 });
+
+test("a job stopped by its time limit leaves a checkpoint in its model folder; run again with the same id it continues from there and removes it", { timeout: 120_000 }, async () => {
+  const { existsSync } = await import("node:fs");
+  const out = join(root, "resume");
+  const long = spec("long", 0, out, { hyper: { epochs: 3000, batchSize: 32, learningRate: 0.01 }, timeoutSeconds: 4 });
+  const first: number[] = [];
+  const stopped = await trainMany([long], { workers: 1, onProgress: (_id, epoch) => first.push(epoch) });
+  assert.equal(stopped.get("failure", 0), "timeout", String(stopped.get("error", 0)));
+  const reached = first.at(-1) ?? 0;
+  assert.ok(reached >= 30 && reached < 3000, `first run reached epoch ${reached}`);
+  assert.ok(existsSync(join(out, "long", ".checkpoint")), "a checkpoint was left behind");
+  const second: number[] = [];
+  const done = await trainMany([{ ...long, timeoutSeconds: null }], { workers: 1, onProgress: (_id, epoch) => second.push(epoch) });
+  assert.equal(done.get("status", 0), "ok", String(done.get("error", 0)));
+  // Checkpoints come every 30 epochs (3000 / 100): the rerun starts within 30 epochs of where the first stopped.
+  assert.ok(second[0]! > 1 && second[0]! > reached - 31 && second[0]! <= reached + 1, `rerun started at epoch ${second[0]}, first run reached ${reached}`);
+  assert.equal(second.at(-1), 3000);
+  assert.ok(!existsSync(join(out, "long", ".checkpoint")), "the checkpoint is removed once the model is saved");
+});

@@ -11,6 +11,7 @@ import { loadCars } from "../data/cars.js";
 import { loadPenguins } from "../data/penguins.js";
 import { fitStandardizer, takeRows, toClassIds, toMatrix, trainTestSplit } from "../data/prepare.js";
 import { Rng } from "../data/random.js";
+import { promises as fsp } from "node:fs";
 import { fit } from "../train/fit.js";
 import { claimModelDir, confineOutDir, resolveReal } from "./confine.js";
 import { OutOfMemoryError, WASM_HEAP_MAX_BYTES, formatBytes, isOutOfMemory, mlpMemoryEstimate } from "./health.js";
@@ -41,6 +42,9 @@ export interface TrainingJobSpec {
    */
   timeoutSeconds?: number | null;
 }
+
+/** The folder inside a job's model folder where its run is checkpointed while it trains. */
+export const JOB_CHECKPOINT_DIR = ".checkpoint";
 
 /** Options of {@link runTrainingJob} that come from whoever runs the job, not from the spec. */
 export interface RunJobOptions {
@@ -224,7 +228,9 @@ function buildMLP(inputs: number, outputs: number, spec: TrainingJobSpec): tf.La
  *
  * The model folder must resolve inside `options.outRoots` when given, and belong to this job: it is
  * claimed before training by writing a `job.json` naming the job id (see {@link claimModelDir}), and
- * a folder another job id wrote is never replaced. A model too big for memory fails with an
+ * a folder another job id wrote is never replaced. The run is checkpointed into
+ * `<model folder>/.checkpoint` (about 100 times a run) and resumed from there when the job is run
+ * again with the same id, e.g. a queue retry; the checkpoint is removed once the model is saved. A model too big for memory fails with an
  * {@link OutOfMemoryError} that names the job and the model's size.
  */
 export async function runTrainingJob(
@@ -284,6 +290,8 @@ export async function runTrainingJob(
   };
   // Claimed once the data is known to be good, so a job with a wrong column leaves no folder behind.
   await claimModelDir(target(), spec.id);
+  // Inside the claimed folder, so a retried job (same id) finds it and no other job can.
+  const checkpointDir = join(target(), JOB_CHECKPOINT_DIR);
   let model: tf.LayersModel;
   try {
     model = buildMLP(features.length, outputs, spec);
@@ -311,6 +319,10 @@ export async function runTrainingJob(
       batchSize: spec.hyper.batchSize,
       seed: spec.seed,
       live: false,
+      // A retried job (after a kill, a timeout or a stall) continues from its last checkpoint; at
+      // most about 100 checkpoints a run, so saving never dominates a small model's epochs.
+      checkpoint: { dir: checkpointDir, every: Math.max(1, Math.ceil(spec.hyper.epochs / 100)) },
+      resume: true,
       // A job reports its epochs through onProgress (the pool's or the queue's); no lines of its own.
       verbose: 0,
       onEpochEnd: (epoch, rows) => {
@@ -346,6 +358,8 @@ export async function runTrainingJob(
     // Claimed before training; checked again in case the folder changed hands meanwhile.
     await claimModelDir(dir, spec.id);
     await model.save(fileSystemIO(dir));
+    // The model is saved: a rerun of this id starts afresh, not from the finished run.
+    await fsp.rm(checkpointDir, { recursive: true, force: true });
     return {
       id: spec.id,
       partition: partition.index,
