@@ -95,6 +95,15 @@ export function defaultOutRoots(env: NodeJS.ProcessEnv = process.env): string[] 
   return listed.length > 0 ? listed.map((p) => resolve(p)) : [process.cwd()];
 }
 
+/**
+ * A job's model folder, `outDir` + `/` + `id`, without `path.join`'s lexical folding of `..`: a
+ * write follows a symlink before `..`, so `link/..` must stay for {@link confineOutDir} to resolve
+ * it as the file system will.
+ */
+export function modelFolder(outDir: string, id: string): string {
+  return `${outDir.replace(/[\\/]+$/, "") || sep}${sep}${id}`;
+}
+
 /** The file in a model folder that names the job which wrote it. */
 export const JOB_FILE = "job.json";
 

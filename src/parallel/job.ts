@@ -13,7 +13,7 @@ import { fitStandardizer, takeRows, toClassIds, toMatrix, trainTestSplit } from 
 import { Rng } from "../data/random.js";
 import { promises as fsp } from "node:fs";
 import { fit } from "../train/fit.js";
-import { claimModelDir, confineOutDir, resolveReal } from "./confine.js";
+import { claimModelDir, confineOutDir, modelFolder, resolveReal } from "./confine.js";
 import { OutOfMemoryError, WASM_HEAP_MAX_BYTES, formatBytes, isOutOfMemory, mlpMemoryEstimate } from "./health.js";
 import { fileSystemIO } from "./model-files.js";
 import { PARTITION_SCHEMES, ROW_ID, addRowIds, partitionTable, type PartitionScheme } from "./partition.js";
@@ -240,7 +240,7 @@ export async function runTrainingJob(
 ): Promise<TrainingJobResult> {
   const started = performance.now();
   const spec = validateJobSpec(specInput);
-  const modelDir = join(spec.outDir, spec.id);
+  const modelDir = modelFolder(spec.outDir, spec.id);
   // Where the files really go: checked before any training time is spent, and again before saving.
   const target = (): string => {
     try {
@@ -365,7 +365,8 @@ export async function runTrainingJob(
       partition: partition.index,
       seed: spec.seed,
       metrics,
-      modelDir,
+      // Where the files went (symlinks and `..` resolved).
+      modelDir: dir,
       trainRows: train.numRows(),
       testRows: test.numRows(),
       seconds: (performance.now() - started) / 1000,

@@ -8,10 +8,9 @@ import type { ColumnTable } from "arquero";
 import { availableParallelism } from "node:os";
 import type { BackendName } from "../backend/init.js";
 import { historyTable } from "../train/fit.js";
-import { OUT_ROOT_ENV, confineOutDir, defaultOutRoots } from "./confine.js";
+import { OUT_ROOT_ENV, confineOutDir, defaultOutRoots, modelFolder } from "./confine.js";
 import { JobThread, workerScriptURL, type JobFailureKind, type ThreadOutcome, type WorkerEvent } from "./job-thread.js";
 import type { TrainingJobResult, TrainingJobSpec } from "./job.js";
-import { join } from "node:path";
 
 export { defaultWorkerScript, type WorkerEvent } from "./job-thread.js";
 
@@ -189,7 +188,7 @@ export async function trainMany(specs: readonly TrainingJobSpec[], options: Trai
 /** Why a job's model folder is refused by the output roots, or undefined when it is inside them. */
 function confinement(spec: TrainingJobSpec, roots: readonly string[]): string | undefined {
   try {
-    confineOutDir(join(spec.outDir, spec.id), roots);
+    confineOutDir(modelFolder(spec.outDir, spec.id), roots);
     return undefined;
   } catch (err) {
     return `Job ${JSON.stringify(spec.id)}: ${(err as Error).message}`;

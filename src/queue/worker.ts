@@ -10,8 +10,7 @@
  */
 import type { Job, Worker } from "bullmq";
 import { hostname } from "node:os";
-import { join } from "node:path";
-import { confineOutDir, defaultOutRoots } from "../parallel/confine.js";
+import { confineOutDir, defaultOutRoots, modelFolder } from "../parallel/confine.js";
 import { JobThread } from "../parallel/job-thread.js";
 import { validateJobSpec, type TrainingJobResult, type TrainingJobSpec } from "../parallel/job.js";
 import { DEFAULT_JOB_TIMEOUT_SECONDS, checkOutRoots, jobTimeLimit } from "../parallel/pool.js";
@@ -135,7 +134,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<QueueWor
     }
     let modelDir: string;
     try {
-      modelDir = confineOutDir(join(spec.outDir, spec.id), outRoots);
+      modelDir = confineOutDir(modelFolder(spec.outDir, spec.id), outRoots);
     } catch (err) {
       // Another worker would refuse it too (or write where it should not): no retries.
       throw new UnrecoverableError(`job ${id}: ${(err as Error).message}`);
