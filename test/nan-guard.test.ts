@@ -11,6 +11,7 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../src/backend/init.js";
+import { backendConfigs, type BackendConfig } from "./fixtures/backend-configs.js";
 import { nativeKernels, setNativeKernelsEnabled } from "../src/backend/native.js";
 import { fusedOpsActive } from "../src/ops/fused.js";
 import { dense } from "../src/ops/dense.js";
@@ -24,17 +25,8 @@ await initBackend({ report: false });
 const addonLoaded = nativeKernels().kernels !== undefined;
 const childOnly = process.env.JOINTLY_NAN_GUARD_CHILD === "1";
 
-interface Config {
-  name: string;
-  fused: boolean;
-  enter(): Promise<void>;
-}
-
-const CONFIGS: Config[] = [
-  ...(addonLoaded ? [{ name: "wasm, addon on", fused: true, enter: async () => { await tf.setBackend("wasm"); setNativeKernelsEnabled(true); } }] : []),
-  { name: "wasm, addon off", fused: false, enter: async () => { await tf.setBackend("wasm"); setNativeKernelsEnabled(false); } },
-  { name: "cpu", fused: false, enter: async () => { await tf.setBackend("cpu"); setNativeKernelsEnabled(true); } },
-];
+type Config = BackendConfig;
+const CONFIGS = backendConfigs();
 
 async function eachConfig(body: (c: Config) => void | Promise<void>): Promise<void> {
   try {

@@ -1,6 +1,5 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../src/backend/init.js";
 import type { TrainingJobSpec } from "../src/parallel/job.js";
 import { fileSystemIO } from "../src/parallel/model-files.js";
+import { cleanupStack, spawnWorker, withTimeout, type WorkerProcess } from "./fixtures/queue-procs.js";
 import {
   connectionOptions,
   parseWorkerArgs,
@@ -18,82 +18,12 @@ import {
   type JobProgressEvent,
 } from "../src/queue/index.js";
 
-const REPO = new URL("..", import.meta.url).pathname;
 // The producer (and the workers) accept output folders only under JOINTLY_OUT_ROOT, else the current folder.
 process.env.JOINTLY_OUT_ROOT ??= tmpdir();
 
-/** A worker CLI in a child process, with its log lines. */
-interface WorkerProcess {
-  name: string;
-  child: ChildProcess;
-  lines: string[];
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  waitFor(pattern: RegExp, ms: number): Promise<RegExpMatchArray>;
-}
-
-function spawnWorker(name: string, redisUrl: string, queueName: string): WorkerProcess {
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", "src/queue/worker-cli.ts", "--redis", redisUrl, "--queue", queueName, "--name", name, "--lock-duration", "3000", "--stalled-interval", "1000", "--grace", "5000"],
-    { cwd: REPO, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, JOINTLY_REDIS_URL: "" } },
-  );
-  const lines: string[] = [];
-  const waiters: { pattern: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
-  const onLine = (line: string): void => {
-    lines.push(line);
-    for (const w of [...waiters]) {
-      const m = line.match(w.pattern);
-      if (m) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(m);
-      }
-    }
-  };
-  let partial = { out: "", err: "" };
-  for (const [key, stream] of [["out", child.stdout], ["err", child.stderr]] as const) {
-    stream?.on("data", (chunk: Buffer) => {
-      const text = partial[key] + chunk.toString();
-      const parts = text.split("\n");
-      partial = { ...partial, [key]: parts.pop() ?? "" };
-      // The wasm backend prints its whole JS source on some errors: keep lines short.
-      for (const p of parts) onLine(p.slice(0, 400));
-    });
-  }
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
-  return {
-    name,
-    child,
-    lines,
-    exited,
-    waitFor(pattern, ms) {
-      const seen = lines.map((l) => l.match(pattern)).find((m) => m);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`worker ${name}: no line matching ${pattern} within ${ms} ms; its log:\n${lines.slice(-30).join("\n")}`)), ms);
-        waiters.push({ pattern, resolve: (m) => (clearTimeout(timer), resolve(m)) });
-      });
-    },
-  };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
-}
-
-/** Clean-ups run last-in first-out (workers before the Redis they use), even when the test fails. */
-function cleanupStack(t: { after(fn: () => Promise<void>): void }): (fn: () => unknown) => void {
-  const stack: (() => unknown)[] = [];
-  t.after(async () => {
-    for (const fn of stack.reverse()) {
-      try {
-        await fn();
-      } catch (err) {
-        console.error(`clean-up failed: ${(err as Error).message}`);
-      }
-    }
-  });
-  return (fn) => void stack.push(fn);
+/** The worker CLI with this test's lock settings (the fixture allows output under the temp folder). */
+function spawnQueueWorker(name: string, redisUrl: string, queueName: string): WorkerProcess {
+  return spawnWorker(name, ["--redis", redisUrl, "--queue", queueName, "--lock-duration", "3000", "--stalled-interval", "1000", "--grace", "5000"]);
 }
 
 function spec(id: string, index: number, outDir: string, label = "species"): TrainingJobSpec {
@@ -115,8 +45,8 @@ test("queue: two worker processes, one SIGKILLed mid-job; every job reported exa
   cleanup(() => rm(outDir, { recursive: true, force: true }));
   const queueName = `jointly-test-${process.pid}`;
 
-  const victim = spawnWorker("w1", redis.url, queueName);
-  const survivor = spawnWorker("w2", redis.url, queueName);
+  const victim = spawnQueueWorker("w1", redis.url, queueName);
+  const survivor = spawnQueueWorker("w2", redis.url, queueName);
   cleanup(async () => {
     // JOINTLY_QUEUE_LOGS=1 shows what each worker did.
     if (process.env.JOINTLY_QUEUE_LOGS) for (const w of [victim, survivor]) console.log(`--- ${w.name}\n${w.lines.join("\n")}`);

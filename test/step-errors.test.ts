@@ -13,7 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../src/backend/init.js";
-import { nativeKernels, setNativeKernelsEnabled } from "../src/backend/native.js";
+import { backendConfigs, type BackendConfig } from "./fixtures/backend-configs.js";
+import { setNativeKernelsEnabled } from "../src/backend/native.js";
 import { fusedOpsActive } from "../src/ops/fused.js";
 import { JointTrainer, type JointTrainerOptions } from "../src/train/joint-trainer.js";
 import { AlternatingTrainer, JointObjectiveTrainer } from "../src/train/alternating.js";
@@ -21,20 +22,9 @@ import { binaryCrossEntropy, mse, softmaxCrossEntropy, maskedMean } from "../src
 import { fileSystemIO } from "../src/parallel/model-files.js";
 
 await initBackend({ report: false });
-const addonLoaded = nativeKernels().kernels !== undefined;
 
-interface Config {
-  name: string;
-  /** True when the fused (native) loss kernels must be the ones running. */
-  fused: boolean;
-  enter(): Promise<void>;
-}
-
-const CONFIGS: Config[] = [
-  ...(addonLoaded ? [{ name: "wasm, addon on", fused: true, enter: async () => { await tf.setBackend("wasm"); setNativeKernelsEnabled(true); } }] : []),
-  { name: "wasm, addon off", fused: false, enter: async () => { await tf.setBackend("wasm"); setNativeKernelsEnabled(false); } },
-  { name: "cpu", fused: false, enter: async () => { await tf.setBackend("cpu"); setNativeKernelsEnabled(true); } },
-];
+type Config = BackendConfig;
+const CONFIGS = backendConfigs();
 
 /** Runs `body` in each configuration (checking the fused kernels are on exactly where expected) and returns its results by name. */
 async function eachConfig<R>(body: (c: Config) => R | Promise<R>): Promise<Map<string, R>> {
