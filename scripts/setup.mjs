@@ -311,6 +311,15 @@ if (forTests) {
     }
     throw new Error("The report test needs Chromium: install Debian's 'chromium' package, or set JOINTLY_CHROMIUM to a Chromium binary.");
   });
+  // The queue's rediss:// test makes a CA and a server certificate with the openssl command.
+  step("openssl", () => {
+    if (has("openssl")) return { action: "ok", detail: "openssl is on the PATH" };
+    if (isRoot && has("apt-get")) {
+      aptInstall(APT.openssl);
+      if (has("openssl")) return { action: "installed", detail: "apt-get install openssl" };
+    }
+    throw new Error("The queue's TLS test needs the openssl command: install Debian's 'openssl' package.");
+  });
 }
 
 const summary = { ok: true, python, jupyterPath: JUPYTER_DATA, kernel: "tslab", steps };

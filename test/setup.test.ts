@@ -76,6 +76,8 @@ test("the bench's set-up installs PyTorch from apt like the rest; the other comm
     assert.deepEqual(plan.redis, ["redis-server"]);
   }
   assert.deepEqual(aptFor(["--for-tests"], {}).chromium, ["chromium"]);
+  assert.deepEqual(aptFor(["--for-tests"], {}).openssl, ["openssl"]);
+  assert.equal(aptFor([], {}).openssl, undefined);
   assert.equal(aptFor([], { npm_lifecycle_event: "bench" }).chromium, undefined);
   assert.deepEqual(setupSteps(setupPurpose(["--deps-only"], {})).map((s) => s.step), ["node dependencies"]);
 });

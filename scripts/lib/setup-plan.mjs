@@ -12,6 +12,8 @@ export const APT = {
   redis: ["redis-server"],
   "fashion-mnist": ["dataset-fashion-mnist"],
   chromium: ["chromium"],
+  // The rediss:// test makes its CA and certificates with the openssl command.
+  openssl: ["openssl"],
   // The bench's PyTorch columns (bench/torch_bench.py): Debian's CPU build of PyTorch.
   pytorch: ["python3-torch"],
 };
@@ -53,7 +55,7 @@ export function setupSteps(purpose) {
     { step: "fashion-mnist", apt: APT["fashion-mnist"] },
   ];
   if (purpose.forBench) steps.push({ step: "pytorch", apt: APT.pytorch });
-  if (purpose.forTests) steps.push({ step: "chromium", apt: APT.chromium });
+  if (purpose.forTests) steps.push({ step: "chromium", apt: APT.chromium }, { step: "openssl", apt: APT.openssl });
   return steps;
 }
 
